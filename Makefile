@@ -1,0 +1,39 @@
+# Lepton — developer entry points. `make setup` once, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Caches live outside the work tree so a fresh clone on the same machine reuses them.
+export LEPTON_CACHE ?= $(HOME)/.cache/lepton
+
+.PHONY: setup test lint typecheck imports crds unit help
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip wheel
+
+setup: $(PY) ## create .venv and install lepton with the [runtime,dev] extras
+	$(PY) -m pip install -e '.[runtime,dev]'
+
+lint: ## ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: ## mypy --strict on both packages
+	$(PY) -m mypy operator/lepton_operator runtime/lepton_runtime
+
+imports: ## import-linter contracts
+	$(VENV)/bin/lint-imports
+
+crds: ## regenerate crds/ (and the chart's copy) from the API models
+	$(PY) -m lepton_operator.api.crdgen
+
+unit: ## fast tests only (no control plane)
+	$(PY) -m pytest tests
+
+test: lint typecheck imports ## every gate, then the whole test suite (unit, runtime, e2e)
+	$(PY) -m pytest

@@ -1,0 +1,1 @@
+"""Lepton operator: reconciles LeptonTrainingJob, LeptonCompression and LeptonEndpoint."""
