@@ -1,0 +1,130 @@
+"""Spec fragments that more than one Lepton kind uses: data, resources, scheduling, output."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, JsonValue
+
+from lepton_operator.api.base import (
+    LIST_MAX,
+    NAME_MAX,
+    URI_MAX,
+    LeptonModel,
+    LocalObjectReference,
+    ObjectName,
+    Quantity,
+    SecretReference,
+)
+
+# Storage the runtime can read and write. pvc://<claim>/<path> mounts the claim into the pod.
+ARTIFACT_URI_PATTERN = r"^(file|pvc|s3|gs|https?)://.+$"
+DATASET_URI_PATTERN = r"^(file|pvc|s3|gs|https?|synthetic)://.+$"
+
+PlacementPolicy = Literal["binpack", "least-loaded", "spread"]
+
+
+class DatasetSpec(LeptonModel):
+    """Where the data lives. The runtime reads it with fsspec; credentials come from a Secret."""
+
+    uri: str = Field(max_length=URI_MAX, pattern=DATASET_URI_PATTERN)
+    """Dataset location: file:///path, pvc://claim/path, s3://bucket/prefix, https://host/path,
+    or synthetic://mnist for generated smoke-test data. MNIST is read in the IDX format."""
+    format: Literal["idx", "synthetic"] = "idx"
+    """On-disk format of the dataset."""
+    secret_ref: SecretReference | None = None
+    """Secret with credentials for s3:// or gs:// (never put credentials into the spec)."""
+
+
+class OutputSpec(LeptonModel):
+    """Where artifacts (weights, exported models, checkpoints) are written."""
+
+    uri: str = Field(max_length=URI_MAX, pattern=ARTIFACT_URI_PATTERN)
+    """Artifact location: pvc://claim/path, s3://bucket/prefix, file:///path (single node only)."""
+    secret_ref: SecretReference | None = None
+    """Secret with credentials for s3:// or gs://."""
+
+
+class SchedulingSpec(LeptonModel):
+    """Where the workload may run and how Lepton chooses among GPU node pools."""
+
+    node_pool: str = Field(
+        default="auto", max_length=NAME_MAX, pattern=r"^(auto|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$"
+    )
+    """A node pool by name, or `auto` to let the operator pick one with the placement policy."""
+    policy: PlacementPolicy = "binpack"
+    """How `auto` chooses a pool: binpack (fewest GPUs left free, least fragmentation),
+    least-loaded (lowest allocation ratio) or spread."""
+    priority_class_name: str | None = Field(default=None, max_length=NAME_MAX)
+    """PriorityClass for the pods (preemption and queue order)."""
+    queue_name: str | None = Field(default=None, max_length=NAME_MAX)
+    """Kueue LocalQueue: when set, Kueue admits the job instead of the operator."""
+
+
+class RunPolicySpec(LeptonModel):
+    """Lifecycle of the underlying PyTorchJob."""
+
+    backoff_limit: int = Field(default=3, ge=0, le=100)
+    """Restarts allowed before the job is marked Failed."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """Wall-clock limit for the job; it fails when exceeded."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    """Delete the job's pods this long after it finished (the Lepton resource stays)."""
+    clean_pod_policy: Literal["None", "Running", "All"] = "None"
+    """Which pods to delete when the job finishes: None keeps logs around."""
+    suspend: bool = False
+    """Create the job suspended (no pods); set to false to start it."""
+
+
+class WorkerResources(LeptonModel):
+    """Resources of each worker of a distributed job."""
+
+    workers: int = Field(default=1, ge=1, le=1024)
+    """Number of workers (pods). One is the master; the rest are workers."""
+    gpus_per_worker: int = Field(default=1, ge=0, le=16)
+    """GPUs for each worker; torchrun starts one process per GPU (nprocPerNode)."""
+    gpu_type: str | None = Field(default=None, max_length=NAME_MAX)
+    """GPU product as GPU feature discovery labels it (nvidia.com/gpu.product),
+    e.g. NVIDIA-A100-SXM4-80GB. Empty means any."""
+    cpu: Quantity = "4"
+    """CPU request and limit of each worker."""
+    memory: Quantity = "16Gi"
+    """Memory request and limit of each worker."""
+
+
+class ModelSourceRefs(LeptonModel):
+    """Common shape of a "where does the model come from" reference."""
+
+    training_job_ref: LocalObjectReference | None = None
+    """A LeptonTrainingJob in this namespace; its status.results.modelURI is used once it
+    succeeds."""
+    compression_ref: LocalObjectReference | None = None
+    """A LeptonCompression in this namespace; its status.results.modelURI is used once it
+    succeeds."""
+    model_uri: str | None = Field(
+        default=None, alias="modelURI", max_length=URI_MAX, pattern=ARTIFACT_URI_PATTERN
+    )
+    """A model artifact URI produced elsewhere (file://, pvc://, s3://, https://)."""
+
+
+EXACTLY_ONE_SOURCE_RULE: dict[str, JsonValue] = {
+    "rule": "[has(self.trainingJobRef), has(self.compressionRef), has(self.modelURI)]"
+    ".filter(x, x).size() == 1",
+    "message": "set exactly one of trainingJobRef, compressionRef or modelURI",
+}
+
+
+__all__ = [
+    "ARTIFACT_URI_PATTERN",
+    "DATASET_URI_PATTERN",
+    "EXACTLY_ONE_SOURCE_RULE",
+    "LIST_MAX",
+    "DatasetSpec",
+    "ModelSourceRefs",
+    "ObjectName",
+    "OutputSpec",
+    "PlacementPolicy",
+    "RunPolicySpec",
+    "SchedulingSpec",
+    "WorkerResources",
+]

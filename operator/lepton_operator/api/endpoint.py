@@ -1,0 +1,231 @@
+"""LeptonEndpoint: a model served by NVIDIA Triton over the Open Inference Protocol."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from lepton_operator.api.base import (
+    LIST_MAX,
+    NAME_MAX,
+    TEXT_MAX,
+    URI_MAX,
+    Condition,
+    EndpointPhase,
+    LeptonModel,
+    ObjectMeta,
+    Quantity,
+)
+from lepton_operator.api.common import EXACTLY_ONE_SOURCE_RULE, ModelSourceRefs, SchedulingSpec
+
+TritonBackend = Literal["pytorch_libtorch", "onnxruntime", "python"]
+ModelFormat = Literal["torchscript", "onnx", "state-dict"]
+AutoscalingMetric = Literal["cpu", "queue-time", "inference-rate"]
+
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+
+
+class EndpointSource(ModelSourceRefs):
+    """The model to serve."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                EXACTLY_ONE_SOURCE_RULE,
+                {
+                    "rule": "!has(self.format) || has(self.modelURI)",
+                    "message": "source.format applies to source.modelURI only: Lepton knows "
+                    "the format of its own jobs' artifacts",
+                },
+            ]
+        }
+    )
+
+    format: ModelFormat | None = None
+    """Format of the artifact at modelURI (torchscript or onnx)."""
+
+
+class DynamicBatchingSpec(LeptonModel):
+    """Triton's dynamic batcher: combine concurrent requests into one batch."""
+
+    enabled: bool = True
+    """Turn the dynamic batcher on (the default) or off."""
+    preferred_batch_sizes: list[int] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Batch sizes the batcher aims for (each <= triton.maxBatchSize)."""
+    max_queue_delay_microseconds: int = Field(default=100, ge=0, le=10_000_000)
+    """How long a request may wait for others to join its batch."""
+
+
+class InstanceGroupSpec(LeptonModel):
+    """How many copies of the model Triton runs, and where."""
+
+    count: int = Field(default=1, ge=1, le=64)
+    """Model instances per replica."""
+    kind: Literal["auto", "cpu", "gpu"] = "auto"
+    """auto: on the GPU when the replica has one, else the CPU."""
+
+
+class TritonSpec(LeptonModel):
+    """The Triton Inference Server that serves the model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.dynamicBatching.preferredBatchSizes"
+                    ".all(b, b <= self.maxBatchSize)",
+                    "message": "every triton.dynamicBatching.preferredBatchSizes entry must be "
+                    "<= triton.maxBatchSize",
+                },
+                {
+                    "rule": "!self.dynamicBatching.enabled || self.maxBatchSize > 0",
+                    "message": "dynamic batching needs triton.maxBatchSize > 0: raise "
+                    "maxBatchSize or set dynamicBatching.enabled to false",
+                },
+            ]
+        }
+    )
+
+    image: str = Field(default=DEFAULT_TRITON_IMAGE, max_length=URI_MAX)
+    """Triton server image."""
+    backend: TritonBackend = "pytorch_libtorch"
+    """pytorch_libtorch (TorchScript), onnxruntime (ONNX) or python."""
+    max_batch_size: int = Field(default=32, ge=0, le=4096)
+    """Largest batch Triton forms; 0 disables batching."""
+    dynamic_batching: DynamicBatchingSpec = Field(
+        default_factory=DynamicBatchingSpec, json_schema_extra={"default": {}}
+    )
+    """Dynamic batching (on by default)."""
+    instance_group: InstanceGroupSpec = Field(
+        default_factory=InstanceGroupSpec, json_schema_extra={"default": {}}
+    )
+    """Model instances per replica."""
+    model_name: str | None = Field(
+        default=None, max_length=NAME_MAX, pattern=r"^[a-zA-Z0-9][-a-zA-Z0-9_.]*$"
+    )
+    """Name the model is served under; defaults to the endpoint's name."""
+
+
+class AutoscalingSpec(LeptonModel):
+    """Horizontal autoscaling (autoscaling/v2) between minReplicas and maxReplicas."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "autoscaling.minReplicas must be less than or equal to "
+                    "autoscaling.maxReplicas",
+                }
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    """Fewest replicas."""
+    max_replicas: int = Field(ge=1, le=1000)
+    """Most replicas."""
+    metric: AutoscalingMetric = "cpu"
+    """cpu (utilisation), queue-time (Triton queue time per request, microseconds, through the
+    custom-metrics API) or inference-rate (requests per second per replica)."""
+    target: int = Field(default=70, ge=1)
+    """Target value of the metric: percent for cpu, microseconds for queue-time,
+    requests/s for inference-rate."""
+
+
+class EndpointResources(LeptonModel):
+    """Resources of each replica."""
+
+    gpus: int = Field(default=0, ge=0, le=16)
+    """GPUs per replica (0 serves on the CPU)."""
+    gpu_type: str | None = Field(default=None, max_length=NAME_MAX)
+    """GPU product (nvidia.com/gpu.product), e.g. NVIDIA-A100-SXM4-80GB."""
+    cpu: Quantity = "2"
+    """CPU request of each replica."""
+    memory: Quantity = "4Gi"
+    """Memory request and limit of each replica."""
+
+
+class EndpointSpec(LeptonModel):
+    """Desired state of a LeptonEndpoint."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.replicas) && has(self.autoscaling))",
+                    "message": "set either replicas or autoscaling, not both",
+                },
+                {
+                    "rule": "!has(self.resources.gpuType) || self.resources.gpus > 0",
+                    "message": "resources.gpuType is set but resources.gpus is 0: ask for at "
+                    "least one GPU or remove gpuType",
+                },
+            ]
+        }
+    )
+
+    source: EndpointSource
+    """The model to serve."""
+    triton: TritonSpec = Field(default_factory=TritonSpec, json_schema_extra={"default": {}})
+    """Triton server settings."""
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Fixed number of replicas (default 1); use autoscaling instead to scale with load."""
+    autoscaling: AutoscalingSpec | None = None
+    """Scale replicas with load."""
+    resources: EndpointResources = Field(
+        default_factory=EndpointResources, json_schema_extra={"default": {}}
+    )
+    """What each replica gets."""
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec, json_schema_extra={"default": {}}
+    )
+    """Node pool choice and placement policy."""
+
+
+class EndpointStatus(LeptonModel):
+    """Observed state of a LeptonEndpoint, written by the operator only."""
+
+    phase: EndpointPhase = "Pending"
+    """Pending, Progressing, Available, Degraded or Failed."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=LIST_MAX,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Latest observations: Ready, Available, Progressing, Degraded."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation this status describes."""
+    message: str | None = Field(default=None, max_length=TEXT_MAX)
+    """One line on the current state, for humans."""
+    url: str | None = Field(default=None, max_length=URI_MAX)
+    """In-cluster URL of the Open Inference Protocol (KServe v2) HTTP endpoint."""
+    grpc_address: str | None = Field(default=None, max_length=URI_MAX)
+    """In-cluster host:port of the gRPC endpoint."""
+    replicas: int | None = Field(default=None, ge=0)
+    """Replicas the Deployment has."""
+    ready_replicas: int | None = Field(default=None, ge=0)
+    """Replicas that serve."""
+    model_name: str | None = Field(default=None, max_length=NAME_MAX)
+    """Name the model is served under."""
+    model_version: str | None = Field(default=None, max_length=64)
+    """Version of the served model."""
+    model_uri: str | None = Field(default=None, alias="modelURI", max_length=URI_MAX)
+    """The artifact being served."""
+    pool: str | None = Field(default=None, max_length=NAME_MAX)
+    """The node pool the replicas were placed on."""
+
+
+class LeptonEndpoint(LeptonModel):
+    """A model served by NVIDIA Triton Inference Server."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = "lepton.ai/v1alpha1"
+    kind: Literal["LeptonEndpoint"] = "LeptonEndpoint"
+    metadata: ObjectMeta
+    spec: EndpointSpec
+    status: EndpointStatus | None = None

@@ -1,0 +1,422 @@
+"""The contract between the operator and the runtime.
+
+The operator renders these models as JSON into a ConfigMap and copies the summaries the runtime
+writes to the termination message back into CR status, so this module must stay importable
+without torch: pydantic and the standard library only. On the wire every field is camelCase
+(the Kubernetes convention); Python code may use either spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: camelCase aliases, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    def to_wire(self) -> str:
+        """JSON with camelCase keys, as the operator writes it into the ConfigMap."""
+        return self.model_dump_json(by_alias=True, indent=2)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class LeptonNetSpec(ContractModel):
+    """The built-in CNN family: stages of conv-bn-relu blocks, scaled by two multipliers."""
+
+    name: Literal["leptonnet"] = "leptonnet"
+    width_multiplier: float = Field(1.0, gt=0, le=8)
+    """Scales the channel count of every stage (1.0 = 32/64/128 channels)."""
+    depth_multiplier: float = Field(1.0, gt=0, le=8)
+    """Scales the number of conv blocks per stage (1.0 = 1/2/2 blocks)."""
+    num_classes: int = Field(10, ge=2, le=100_000)
+    """Number of output classes."""
+    in_channels: int = Field(1, ge=1, le=16)
+    """Channels of the input images (1 for MNIST)."""
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout before the classifier head."""
+
+
+class MLPSpec(ContractModel):
+    """A plain multi-layer perceptron over flattened images."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        default_factory=lambda: [256, 128], max_length=16
+    )
+    """Width of each hidden layer, in order."""
+    num_classes: int = Field(10, ge=2, le=100_000)
+    """Number of output classes."""
+    input_size: int = Field(784, ge=1)
+    """Number of input features (flattened image size)."""
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class UserModelSpec(ContractModel):
+    """A model the user brings: `package.module:factory`, called with `kwargs`."""
+
+    name: Literal["custom"] = "custom"
+    factory: str
+    """Import path `package.module:callable` returning a `torch.nn.Module`."""
+    kwargs: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Keyword arguments passed to the factory."""
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_is_import_path(cls, value: str) -> str:
+        if not _IMPORT_PATH.match(value):
+            raise ValueError(f"factory must look like 'package.module:callable', got {value!r}")
+        return value
+
+
+ModelSpec = Annotated[LeptonNetSpec | MLPSpec | UserModelSpec, Field(discriminator="name")]
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+_URI = re.compile(r"^(file|s3|https?|synthetic|gs|pvc)://.+|^/.+")
+
+
+def _check_uri(value: str) -> str:
+    if not _URI.match(value):
+        raise ValueError(
+            "expected a URI such as file:///data, s3://bucket/key, https://host/path or "
+            f"synthetic://mnist?n=512, got {value!r}"
+        )
+    return value
+
+
+Uri = Annotated[str, AfterValidator(_check_uri)]
+"""A string that looks like a URI the runtime can read or write."""
+
+
+class DatasetSpec(ContractModel):
+    """Where the data lives. MNIST-style IDX files (optionally gzipped) or a synthetic set."""
+
+    uri: Uri
+    """`file:///dir`, `http(s)://host/dir`, `s3://bucket/prefix` (credentials from the usual
+    AWS_* environment variables) or `synthetic://mnist?n=512&seed=0`."""
+    train_limit: int | None = Field(None, ge=1)
+    """Use only the first N training samples (smoke tests, quick trials)."""
+    test_limit: int | None = Field(None, ge=1)
+    """Use only the first N test samples."""
+    augment: bool = False
+    """Random small shifts of the training images (better accuracy, same cost)."""
+
+
+
+class RuntimeOptions(ContractModel):
+    """Where results and progress go; the same for every command."""
+
+    termination_message_path: str = DEFAULT_TERMINATION_PATH
+    """File the final JSON summary (or the one-line failure reason) is written to."""
+    metrics_port: int | None = Field(None, ge=0, le=65_535)
+    """Prometheus port for live progress; null or 0 disables it."""
+    num_threads: int | None = Field(None, ge=1, le=1024)
+    """torch intra-op threads per process (default: torch's choice)."""
+
+
+# --------------------------------------------------------------------------- train
+
+
+class Hyperparameters(ContractModel):
+    """Optimisation settings."""
+
+    epochs: int = Field(1, ge=1, le=10_000)
+    """Passes over the training set."""
+    batch_size: int = Field(64, ge=1, le=65_536)
+    """Samples per step per worker."""
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    """Peak learning rate (cosine-decayed over the run)."""
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    """Optimiser; sgd uses momentum 0.9."""
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    """Decoupled (adamw) or L2 (sgd, adam) weight decay."""
+    seed: int = Field(0, ge=0)
+    """Seeds model init, shuffling and augmentation; equal seeds give equal runs."""
+    mixed_precision: bool = True
+    """Use autocast (bf16/fp16) on GPU; ignored on CPU."""
+
+
+class CheckpointSpec(ContractModel):
+    """Periodic checkpoints so a restarted worker loses at most `everySteps` steps."""
+
+    dir: str | None = None
+    """Local directory for checkpoints (a shared volume in a cluster); null disables them."""
+    every_steps: int = Field(100, ge=1)
+    """Write a checkpoint every N optimiser steps (and at the end of every epoch)."""
+    resume: bool = True
+    """Resume from the latest checkpoint in `dir` when one exists."""
+
+
+class TrainConfig(ContractModel):
+    """Config of `python -m lepton_runtime train`."""
+
+    kind: Literal["train"] = "train"
+    model: ModelSpec = Field(default_factory=LeptonNetSpec)
+    """Which network to train."""
+    dataset: DatasetSpec
+    """Training and held-out test data."""
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    """Optimisation settings."""
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    """Checkpointing and resume."""
+    output_uri: Uri
+    """Where the trained artifacts go: model.pt (state dict), model.ts (TorchScript), model.json."""
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+    """Termination message, metrics port, threads."""
+
+
+
+class TrainSummary(ContractModel):
+    """What a finished training run reports (copied into LeptonTrainingJob status.results)."""
+
+    accuracy: float
+    """Top-1 accuracy on the held-out test split."""
+    loss: float
+    """Mean training loss of the last epoch."""
+    epochs: int
+    """Epochs completed."""
+    steps: int
+    """Optimiser steps completed."""
+    samples_per_second: float
+    """Training throughput over all workers."""
+    world_size: int
+    """Number of DDP processes."""
+    model_uri: str
+    """URI of the artifact directory."""
+    last_checkpoint: str | None = None
+    """Path of the last checkpoint written, if any."""
+    resumed_from_step: int | None = None
+    """Step the run resumed from, if it resumed."""
+    loss_history: list[float] = Field(default_factory=list)
+    """Mean training loss per epoch."""
+    accuracy_history: list[float] = Field(default_factory=list)
+    """Test accuracy per epoch."""
+    epoch_seconds: list[float] = Field(default_factory=list)
+    """Wall-clock seconds of each epoch."""
+
+
+# --------------------------------------------------------------------------- compress
+
+
+class PruningSpec(ContractModel):
+    """Magnitude pruning on an iterative schedule with fine-tuning between steps."""
+
+    method: Literal["l1-unstructured", "l1-structured", "none"] = "l1-unstructured"
+    """Global L1 over all weights, or L1 over whole conv output channels; `none` skips pruning."""
+    target_sparsity: float = Field(0.8, ge=0, lt=1)
+    """Fraction of prunable weights set to zero at the end of the schedule."""
+    steps: int = Field(3, ge=1, le=50)
+    """Pruning rounds; sparsity rises geometrically to the target."""
+    fine_tune_epochs: float = Field(1.0, ge=0, le=100)
+    """Epochs of fine-tuning after each round (fractions allowed)."""
+    learning_rate: float = Field(5e-4, gt=0, le=10)
+    """Learning rate of the fine-tuning."""
+    batch_size: int = Field(64, ge=1, le=65_536)
+    """Fine-tuning batch size."""
+
+
+class AccuracyGuard(ContractModel):
+    """How much accuracy the compressed model may lose, and how hard to try."""
+
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)
+    """Largest acceptable drop: a fraction (0.005 = half a point) of accuracy (absolute) or of
+    the baseline accuracy (relative)."""
+    mode: Literal["absolute", "relative"] = "absolute"
+    """Interpretation of `maxAccuracyDrop`."""
+    max_trials: int = Field(4, ge=1, le=20)
+    """Trials before giving up: each backs off (less sparsity, then no quantization)."""
+
+
+ExportFormat = Literal["torchscript", "onnx"]
+
+
+class CompressConfig(ContractModel):
+    """Config of `python -m lepton_runtime compress`."""
+
+    kind: Literal["compress"] = "compress"
+    source_model_uri: Uri
+    """Artifact directory written by `train` (it holds model.json with the model spec)."""
+    dataset: DatasetSpec
+    """Fine-tuning data (train split) and evaluation data (test split)."""
+    pruning: PruningSpec = Field(default_factory=PruningSpec)
+    """Pruning method and schedule."""
+    quantization: Literal["none", "dynamic-int8", "static-int8", "fp16"] = "static-int8"
+    """Post-training quantization applied after pruning."""
+    accuracy_guard: AccuracyGuard = Field(default_factory=AccuracyGuard)
+    """Maximum accuracy loss and number of trials."""
+    export_formats: list[ExportFormat] = Field(default_factory=lambda: ["torchscript"])
+    """Formats written to the output (onnx only for unquantized or fp16 models)."""
+    calibration_batches: int = Field(8, ge=1, le=1000)
+    """Batches of training data used to calibrate static int8."""
+    seed: int = Field(0, ge=0)
+    """Seeds fine-tuning."""
+    output_uri: Uri
+    """Where the compressed artifacts go."""
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+    """Termination message, metrics port, threads."""
+
+
+
+class Trial(ContractModel):
+    """One compression attempt and the guard's verdict on it."""
+
+    index: int
+    """Trial number, from 0."""
+    sparsity: float
+    """Measured fraction of zero weights among the prunable ones."""
+    quantization: str
+    """Quantization applied in this trial."""
+    size_bytes: int
+    """Bytes of the serialized, compressed artifact."""
+    accuracy: float
+    """Test accuracy of the artifact."""
+    accuracy_drop: float
+    """Baseline accuracy minus this accuracy."""
+    latency_ms: float
+    """Median batch-1 CPU latency."""
+    kept: bool
+    """True for the trial that was exported."""
+    reason: str
+    """Why the trial was kept or dropped."""
+
+
+class CompressSummary(ContractModel):
+    """What a finished compression reports (copied into LeptonCompression status.results)."""
+
+    baseline_accuracy: float
+    """Accuracy of the source model."""
+    final_accuracy: float
+    """Accuracy of the exported model."""
+    size_bytes_before: int
+    """Compressed serialized size of the source model."""
+    size_bytes_after: int
+    """Compressed serialized size of the exported model."""
+    sparsity: float
+    """Fraction of zero weights in the exported model."""
+    latency_ms_before: float
+    """Median batch-1 CPU latency of the source model."""
+    latency_ms_after: float
+    """Median batch-1 CPU latency of the exported model."""
+    quantization: str
+    """Quantization of the exported model."""
+    trials: list[Trial]
+    """Every trial in order, with its verdict."""
+    model_uri: str
+    """URI of the exported artifact directory."""
+    formats: list[str]
+    """Files exported (e.g. model.ts, model.onnx)."""
+
+
+# --------------------------------------------------------------------------- package
+
+
+class DynamicBatching(ContractModel):
+    """Triton's dynamic batcher: requests are merged into batches server-side."""
+
+    enabled: bool = True
+    """Off means every request runs alone."""
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    """Batch sizes the scheduler aims for (must not exceed maxBatchSize)."""
+    max_queue_delay_microseconds: int = Field(100, ge=0)
+    """How long a request may wait for others to join its batch."""
+
+
+class InstanceGroup(ContractModel):
+    """How many copies of the model Triton runs, and where."""
+
+    count: int = Field(1, ge=1, le=64)
+    """Model instances."""
+    kind: Literal["cpu", "gpu"] = "cpu"
+    """KIND_CPU or KIND_GPU."""
+
+
+Backend = Literal["pytorch_libtorch", "onnxruntime", "python"]
+
+
+class PackageConfig(ContractModel):
+    """Config of `python -m lepton_runtime package`: build a Triton model repository."""
+
+    kind: Literal["package"] = "package"
+    model_uri: Uri
+    """Artifact directory from `train` or `compress` (model.ts / model.onnx + model.json)."""
+    model_name: str = Field("model", pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
+    """Name of the model in Triton."""
+    version: int = Field(1, ge=1)
+    """Version directory."""
+    backend: Backend = "python"
+    """Triton backend: pytorch_libtorch (model.pt), onnxruntime (model.onnx), python (model.py
+    running the TorchScript file)."""
+    max_batch_size: int = Field(64, ge=0, le=65_536)
+    """Largest batch Triton forms; 0 disables batching."""
+    dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
+    """Dynamic batcher settings."""
+    instance_group: InstanceGroup = Field(default_factory=InstanceGroup)
+    """Instances and device kind."""
+    warmup: bool = True
+    """Add a warmup request so the first real request is not slow."""
+    repository: str
+    """Local directory of the model repository (created if missing)."""
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+    """Termination message."""
+
+    @model_validator(mode="after")
+    def _batch_sizes_fit(self) -> PackageConfig:
+        too_big = [b for b in self.dynamic_batching.preferred_batch_sizes if b > self.max_batch_size]
+        if too_big:
+            raise ValueError(f"preferredBatchSizes {too_big} exceed maxBatchSize {self.max_batch_size}")
+        return self
+
+
+class PackageSummary(ContractModel):
+    """What `package` reports."""
+
+    repository: str
+    """Model repository directory."""
+    model_name: str
+    """Name of the model in Triton."""
+    version: int
+    """Version directory written."""
+    backend: str
+    """Triton backend."""
+    config_path: str
+    """Path of the generated config.pbtxt."""
+
+
+RuntimeConfig = Annotated[TrainConfig | CompressConfig | PackageConfig, Field(discriminator="kind")]
+
+
+class _Envelope(BaseModel):
+    config: RuntimeConfig
+
+
+def load_config(path: str | Path, command: str) -> TrainConfig | CompressConfig | PackageConfig:
+    """Read and validate a config file for `command`; the `kind` key may be omitted."""
+    import json
+
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError("config must be a JSON object")
+    raw.setdefault("kind", command)
+    if raw["kind"] != command:
+        raise ValueError(f"config kind {raw['kind']!r} does not match command {command!r}")
+    return _Envelope.model_validate({"config": raw}).config
