@@ -58,6 +58,10 @@ def write() -> list[Path]:
     return written
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when files are out of date")
@@ -65,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         for path in stale:
-            print(f"out of date: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+            print(f"out of date: {_shown(path)}", file=sys.stderr)
         if stale:
             print("run `make crds` (python -m lepton_operator.api.crdgen)", file=sys.stderr)
         return 1 if stale else 0
     for path in write():
-        print(f"wrote {path.relative_to(REPO_ROOT)}")
+        print(f"wrote {_shown(path)}")
     return 0
 
 

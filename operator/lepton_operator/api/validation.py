@@ -1,0 +1,100 @@
+"""Offline validation of Lepton manifests: the models' checks plus the CRDs' CEL rules.
+
+The apiserver applies defaults, then the OpenAPI schema, then the CEL rules. This module does
+the same without a cluster, so `lepton validate` and the tests report the field and the fix
+before anything reaches a cluster. Transition rules (those that read `oldSelf`) need the stored
+object and are left to the apiserver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy.adapter import json_to_cel
+from pydantic import BaseModel, ValidationError
+
+from lepton_operator.api.base import GROUP_VERSION
+from lepton_operator.api.compression import LeptonCompression
+from lepton_operator.api.crd import object_schema
+from lepton_operator.api.endpoint import LeptonEndpoint
+from lepton_operator.api.kinds import ALL_KINDS, KindInfo
+from lepton_operator.api.schema import JsonSchema
+from lepton_operator.api.training import LeptonTrainingJob
+
+RESOURCE_MODELS: dict[str, type[BaseModel]] = {
+    "LeptonTrainingJob": LeptonTrainingJob,
+    "LeptonCompression": LeptonCompression,
+    "LeptonEndpoint": LeptonEndpoint,
+}
+_KIND_INFO = {info.kind: info for info in ALL_KINDS}
+# How an error about the whole object (a rule at the root of the schema) is located.
+ROOT_PATH = "<object>"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with a manifest, located by its dotted field path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def validate_manifest(manifest: dict[str, Any]) -> list[FieldError]:
+    """Every problem the apiserver would report for this manifest on create (empty if none)."""
+    kind = manifest.get("kind")
+    if manifest.get("apiVersion") != GROUP_VERSION or kind not in RESOURCE_MODELS:
+        return [
+            FieldError(
+                "kind",
+                f"expected apiVersion {GROUP_VERSION} and a kind of "
+                f"{', '.join(RESOURCE_MODELS)}; got {manifest.get('apiVersion')}/{kind}",
+            )
+        ]
+    try:
+        parsed = RESOURCE_MODELS[kind].model_validate(manifest)
+    except ValidationError as error:
+        return [_from_pydantic(e) for e in error.errors()]
+    # CEL sees the object after defaulting, exactly as the apiserver stores it.
+    defaulted = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return list(_cel_errors(_KIND_INFO[kind], defaulted))
+
+
+def _from_pydantic(error: Any) -> FieldError:
+    path = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return FieldError(path, f'unknown field "{path}": remove it or check its spelling')
+    if error["type"] == "missing":
+        return FieldError(path, "Required value")
+    return FieldError(path, f"Invalid value: {error['input']!r}: {error['msg']}")
+
+
+def _cel_errors(info: KindInfo, document: dict[str, Any]) -> Iterator[FieldError]:
+    yield from _walk(object_schema(info), document, path="")
+
+
+def _walk(schema: JsonSchema, value: Any, path: str) -> Iterator[FieldError]:
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        if not _evaluate(rule["rule"], value):
+            yield FieldError(path or ROOT_PATH, f'Invalid value: "object": {rule["message"]}')
+    if isinstance(value, dict):
+        for name, child_schema in schema.get("properties", {}).items():
+            if name in value:
+                child_path = f"{path}.{name}" if path else name
+                yield from _walk(child_schema, value[name], child_path)
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from _walk(schema["items"], item, f"{path}[{index}]")
+
+
+def _evaluate(rule: str, value: Any) -> bool:
+    environment = celpy.Environment()
+    program = environment.program(environment.compile(rule))
+    return bool(program.evaluate({"self": json_to_cel(value)}))
