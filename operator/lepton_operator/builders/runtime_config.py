@@ -1,0 +1,180 @@
+"""Render the runtime contract (the JSON the pods read) from a validated Lepton spec.
+
+The same functions serve the cluster (pvc:// claims mounted under a fixed root in the pod)
+and `lepton run` on a laptop (pvc:// claims are folders under a local root), so what runs
+locally is exactly what would run in the cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lepton_runtime.contract import (
+    AccuracyGuard,
+    CompressConfig,
+    DynamicBatching,
+    InstanceGroup,
+    LeptonNetSpec,
+    MLPSpec,
+    PackageConfig,
+    PruningSpec,
+    RuntimeOptions,
+    TrainConfig,
+    UserModelSpec,
+)
+from lepton_runtime.contract import CheckpointSpec as RuntimeCheckpoint
+from lepton_runtime.contract import DatasetSpec as RuntimeDataset
+from lepton_runtime.contract import Hyperparameters as RuntimeHyperparameters
+
+from lepton_operator.api.common import DatasetSpec
+from lepton_operator.api.compression import CompressionSpec
+from lepton_operator.api.endpoint import EndpointSpec
+from lepton_operator.api.training import ModelSpec, TrainingJobSpec
+
+PVC_SCHEME = "pvc://"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class StorageLayout:
+    """Where pvc://<claim>/<path> URIs live for the process that reads the contract."""
+
+    pvc_root: str
+    """Directory under which each claim is a folder: a mount root in a pod, a folder locally."""
+
+    def to_runtime_uri(self, uri: str) -> str:
+        """pvc://claim/path -> file://<root>/claim/path; every other scheme passes through."""
+        if not uri.startswith(PVC_SCHEME):
+            return uri
+        return f"file://{self.pvc_root.rstrip('/')}/{uri.removeprefix(PVC_SCHEME)}"
+
+    def to_local_path(self, uri: str) -> str | None:
+        """The filesystem path of a pvc:// or file:// URI, or None for remote storage."""
+        runtime_uri = self.to_runtime_uri(uri)
+        return runtime_uri.removeprefix("file://") if runtime_uri.startswith("file://") else None
+
+
+def pvc_claims(*uris: str) -> list[str]:
+    """The PersistentVolumeClaims that URIs refer to, each once, in order of appearance."""
+    claims = [u.removeprefix(PVC_SCHEME).split("/", 1)[0] for u in uris if u.startswith(PVC_SCHEME)]
+    return list(dict.fromkeys(claims))
+
+
+def render_model(model: ModelSpec) -> LeptonNetSpec | MLPSpec | UserModelSpec:
+    """The runtime's model spec for a built-in model or a factory."""
+    parameters = model.parameters
+    if model.name == "leptonnet":
+        return LeptonNetSpec(
+            width_multiplier=parameters.width_multiplier,
+            depth_multiplier=parameters.depth_multiplier,
+            num_classes=parameters.num_classes,
+            in_channels=parameters.in_channels,
+        )
+    if model.name == "mlp":
+        return MLPSpec(
+            hidden_sizes=parameters.hidden_sizes,
+            num_classes=parameters.num_classes,
+            input_size=parameters.in_channels * parameters.image_size**2,
+        )
+    if model.factory is not None:
+        return UserModelSpec(factory=model.factory)
+    raise ValueError("model.command runs user code: it has no runtime contract")
+
+
+def render_dataset(dataset: DatasetSpec, layout: StorageLayout) -> RuntimeDataset:
+    return RuntimeDataset(uri=layout.to_runtime_uri(dataset.uri))
+
+
+def render_train_config(
+    spec: TrainingJobSpec, layout: StorageLayout, runtime: RuntimeOptions
+) -> TrainConfig:
+    """The `train` contract of a LeptonTrainingJob."""
+    output = layout.to_runtime_uri(spec.output.uri)
+    checkpoint_dir = layout.to_local_path(spec.output.uri)
+    hyper = spec.hyperparameters
+    return TrainConfig(
+        model=render_model(spec.model),
+        dataset=render_dataset(spec.dataset, layout),
+        hyperparameters=RuntimeHyperparameters(
+            epochs=hyper.epochs,
+            batch_size=hyper.batch_size,
+            learning_rate=hyper.learning_rate,
+            optimizer=hyper.optimizer,
+            weight_decay=hyper.weight_decay,
+            seed=hyper.seed,
+        ),
+        checkpoint=RuntimeCheckpoint(
+            # Checkpoints need a filesystem shared by restarts; remote outputs get none.
+            dir=f"{checkpoint_dir}/{CHECKPOINT_SUBDIR}" if checkpoint_dir else None,
+            every_steps=spec.checkpoint.every_steps,
+            resume=spec.checkpoint.resume,
+        ),
+        output_uri=output,
+        runtime=runtime,
+    )
+
+
+def render_compress_config(
+    spec: CompressionSpec,
+    source_model_uri: str,
+    dataset: DatasetSpec,
+    layout: StorageLayout,
+    runtime: RuntimeOptions,
+    seed: int = 0,
+) -> CompressConfig:
+    """The `compress` contract of a LeptonCompression whose source is resolved.
+
+    The CRD speaks of accuracy in percentage points (what people read in a report); the
+    runtime in fractions.
+    """
+    guard = spec.accuracy_guard
+    return CompressConfig(
+        source_model_uri=layout.to_runtime_uri(source_model_uri),
+        dataset=render_dataset(dataset, layout),
+        pruning=PruningSpec(
+            method=spec.pruning.method,
+            target_sparsity=spec.pruning.target_sparsity,
+            steps=spec.pruning.steps,
+            fine_tune_epochs=spec.pruning.fine_tune_epochs,
+        ),
+        quantization=spec.quantization,
+        accuracy_guard=AccuracyGuard(
+            max_accuracy_drop=guard.max_accuracy_drop / 100,
+            mode=guard.mode,
+            max_trials=guard.max_trials,
+        ),
+        export_formats=list(spec.export.formats),
+        seed=seed,
+        output_uri=layout.to_runtime_uri(spec.output.uri),
+        runtime=runtime,
+    )
+
+
+def render_package_config(
+    spec: EndpointSpec,
+    model_uri: str,
+    model_name: str,
+    repository: str,
+    layout: StorageLayout,
+    runtime: RuntimeOptions,
+) -> PackageConfig:
+    """The `package` contract: lay out the Triton model repository for an endpoint."""
+    triton = spec.triton
+    batching = triton.dynamic_batching
+    instance_kind = triton.instance_group.kind
+    if instance_kind == "auto":
+        instance_kind = "gpu" if spec.resources.gpus > 0 else "cpu"
+    return PackageConfig(
+        model_uri=layout.to_runtime_uri(model_uri),
+        model_name=model_name,
+        backend=triton.backend,
+        max_batch_size=triton.max_batch_size,
+        dynamic_batching=DynamicBatching(
+            enabled=batching.enabled and triton.max_batch_size > 0,
+            preferred_batch_sizes=batching.preferred_batch_sizes,
+            max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
+        ),
+        instance_group=InstanceGroup(count=triton.instance_group.count, kind=instance_kind),
+        repository=repository,
+        runtime=runtime,
+    )
