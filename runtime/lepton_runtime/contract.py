@@ -226,7 +226,7 @@ class PruningSpec(ContractModel):
     target_sparsity: float = Field(0.8, ge=0, lt=1)
     """Fraction of prunable weights set to zero at the end of the schedule."""
     steps: int = Field(3, ge=1, le=50)
-    """Pruning rounds; sparsity rises geometrically to the target."""
+    """Pruning rounds; sparsity follows a cubic schedule to the target (Zhu & Gupta, 2017)."""
     fine_tune_epochs: float = Field(1.0, ge=0, le=100)
     """Epochs of fine-tuning after each round (fractions allowed)."""
     learning_rate: float = Field(5e-4, gt=0, le=10)
@@ -265,7 +265,7 @@ class CompressConfig(ContractModel):
     accuracy_guard: AccuracyGuard = Field(default_factory=AccuracyGuard)
     """Maximum accuracy loss and number of trials."""
     export_formats: list[ExportFormat] = Field(default_factory=lambda: ["torchscript"])
-    """Formats written to the output (onnx only for unquantized or fp16 models)."""
+    """Formats written to the output (onnx only with quantization none)."""
     calibration_batches: int = Field(8, ge=1, le=1000)
     """Batches of training data used to calibrate static int8."""
     seed: int = Field(0, ge=0)

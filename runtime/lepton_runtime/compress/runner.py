@@ -1,0 +1,197 @@
+"""One compression job: baseline, guarded trials, export of the kept trial."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from lepton_runtime.compress.measure import latency_ms
+from lepton_runtime.compress.prune import (
+    apply_sparsity,
+    cubic_schedule,
+    make_permanent,
+    measure_sparsity,
+)
+from lepton_runtime.compress.quantize import quantize
+from lepton_runtime.compress.trials import TrialPlan, plan_trials, verdict
+from lepton_runtime.contract import CompressConfig, CompressSummary, Trial
+from lepton_runtime.data import Split, load_splits
+from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.export.artifacts import (
+    ModelCard,
+    example_input,
+    load_float_model,
+    write_artifacts,
+)
+from lepton_runtime.export.torchscript import load_torchscript, to_torchscript, torchscript_bytes
+from lepton_runtime.train.distributed import DistContext, init_distributed, shutdown_distributed
+from lepton_runtime.train.loop import batches_per_epoch, evaluate, shard_batches, train_step
+from lepton_runtime.train.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """A trial's shippable result."""
+
+    trial: Trial
+    model: nn.Module
+    packed: bytes
+
+
+def fine_tune(
+    model: nn.Module, train: Split, config: CompressConfig, ctx: DistContext, round_index: int
+) -> None:
+    """Recover accuracy after a pruning round (DDP across workers when there are several)."""
+    pruning = config.pruning
+    steps = round(pruning.fine_tune_epochs * batches_per_epoch(len(train), pruning.batch_size, ctx.world_size))
+    if steps == 0:
+        return
+    net: nn.Module = DistributedDataParallel(model) if ctx.distributed else model
+    optimizer = torch.optim.Adam(net.parameters(), lr=pruning.learning_rate)
+    net.train()
+    done, epoch = 0, 0
+    while done < steps:
+        seed = config.seed * 1000 + round_index
+        for images, labels in shard_batches(train, pruning.batch_size, ctx, seed, epoch):
+            train_step(net, optimizer, images.to(ctx.device), labels.to(ctx.device), None, done)
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    model.eval()
+
+
+def _shipped(model: nn.Module, card: ModelCard) -> tuple[torch.jit.ScriptModule, bytes]:
+    """The packed TorchScript we would export, and the module loaded back from it."""
+    packed = torchscript_bytes(to_torchscript(model, example_input(card)))
+    return load_torchscript(packed), packed
+
+
+def run_trial(
+    index: int,
+    plan: TrialPlan,
+    baseline: nn.Module,
+    card: ModelCard,
+    data: tuple[Split, Split],
+    config: CompressConfig,
+    ctx: DistContext,
+) -> Candidate:
+    """Prune on the schedule with fine-tuning, quantize, and measure the shipped artifact."""
+    train, test = data
+    model = copy.deepcopy(baseline).to(ctx.device)
+    method = config.pruning.method
+    if plan.sparsity > 0 and method != "none":
+        for round_index, sparsity in enumerate(cubic_schedule(plan.sparsity, config.pruning.steps)):
+            apply_sparsity(model, method, sparsity)
+            fine_tune(model, train, config, ctx, round_index)
+        make_permanent(model)
+    model = model.cpu().eval()
+    calibration = [
+        images for images, _ in shard_batches(train, 64, DistContext(0, 1, 0, 1, torch.device("cpu")), config.seed, 0)
+    ][: config.calibration_batches]
+    quantized = quantize(model, plan.quantization, calibration)
+    scripted, packed = _shipped(quantized, card)
+    accuracy = evaluate(scripted, test)
+    trial = Trial(
+        index=index,
+        sparsity=measure_sparsity(model, method if method != "none" else "l1-unstructured"),
+        quantization=plan.quantization,
+        size_bytes=len(packed),
+        accuracy=accuracy,
+        accuracy_drop=0.0,
+        latency_ms=latency_ms(scripted, test.images),
+        kept=False,
+        reason="",
+    )
+    return Candidate(trial, quantized if plan.quantization != "none" else model, packed)
+
+
+def run(config: CompressConfig) -> CompressSummary:
+    """Compress the source model; RuntimeFailure (and nothing exported) if no trial passes."""
+    ctx = init_distributed(config.runtime.num_threads)
+    progress = Progress("compress", config.runtime.metrics_port if ctx.is_main else None)
+    try:
+        return _compress(config, ctx, progress)
+    finally:
+        progress.close()
+        shutdown_distributed()
+
+
+def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> CompressSummary:
+    baseline, card = load_float_model(config.source_model_uri)
+    train, test = load_splits(config.dataset)
+    torch.manual_seed(config.seed)
+    baseline_scripted, baseline_packed = _shipped(baseline, card)
+    baseline_size = len(baseline_packed)
+    baseline_accuracy = evaluate(baseline_scripted, test)
+    baseline_latency = latency_ms(baseline_scripted, test.images)
+    progress.accuracy.set(baseline_accuracy)
+    log.info("baseline: accuracy %.4f, %d bytes, %.3f ms", baseline_accuracy, baseline_size, baseline_latency)
+
+    trials: list[Trial] = []
+    kept: Candidate | None = None
+    for index, plan in enumerate(plan_trials(config.pruning, config.quantization, config.accuracy_guard)):
+        candidate = run_trial(index, plan, baseline, card, (train, test), config, ctx)
+        passes, reason = verdict(baseline_accuracy, candidate.trial.accuracy, config.accuracy_guard)
+        trial = candidate.trial.model_copy(
+            update={
+                "accuracy_drop": baseline_accuracy - candidate.trial.accuracy,
+                "kept": passes,
+                "reason": ("kept: " if passes else "dropped: ") + reason,
+            }
+        )
+        trials.append(trial)
+        progress.step.set(index + 1)
+        log.info(
+            "trial %d: sparsity %.3f %s, %d bytes, accuracy %.4f -> %s",
+            index, trial.sparsity, trial.quantization, trial.size_bytes, trial.accuracy, trial.reason,
+        )
+        if passes:
+            kept = Candidate(trial, candidate.model, candidate.packed)
+            break
+    if kept is None:
+        best = max(trials, key=lambda t: t.accuracy)
+        raise RuntimeFailure(
+            f"no trial met the accuracy guard after {len(trials)} trials; best was trial "
+            f"{best.index} ({best.reason.removeprefix('dropped: ')}); nothing exported"
+        )
+
+    final = kept.trial
+    out_card = card.model_copy(
+        update={
+            "quantization": final.quantization,
+            "sparsity": final.sparsity,
+            "metrics": {"accuracy": final.accuracy, "baselineAccuracy": baseline_accuracy},
+        }
+    )
+    written = out_card
+    if ctx.is_main:
+        written = write_artifacts(
+            config.output_uri,
+            out_card,
+            kept.model,
+            state_dict=False,
+            formats=tuple(config.export_formats),
+            packed_torchscript=kept.packed,
+        )
+    ctx.barrier()
+    return CompressSummary(
+        baseline_accuracy=baseline_accuracy,
+        final_accuracy=final.accuracy,
+        size_bytes_before=baseline_size,
+        size_bytes_after=final.size_bytes,
+        sparsity=final.sparsity,
+        latency_ms_before=baseline_latency,
+        latency_ms_after=final.latency_ms,
+        quantization=final.quantization,
+        trials=trials,
+        model_uri=config.output_uri,
+        formats=written.files,
+    )

@@ -1,0 +1,55 @@
+"""The accuracy guard: which trials to run, in which order, and when one is good enough.
+
+Trials go from most to least aggressive, so the first one that passes is the smallest model
+the guard allows and the search stops there. Backing off lowers sparsity first; the last trial
+(when there is more than one) also drops quantization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lepton_runtime.contract import AccuracyGuard, PruningSpec
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """Target sparsity and quantization of one trial."""
+
+    sparsity: float
+    quantization: str
+
+
+def plan_trials(pruning: PruningSpec, quantization: str, guard: AccuracyGuard) -> list[TrialPlan]:
+    """At most `guard.max_trials` plans, most aggressive first, without duplicates."""
+    target = pruning.target_sparsity if pruning.method != "none" else 0.0
+    count = guard.max_trials
+    backs_off_quantization = quantization != "none" and count > 1
+    quantized_trials = count - 1 if backs_off_quantization else count
+    plans = [
+        TrialPlan(round(target * (1 - k / quantized_trials), 4), quantization)
+        for k in range(quantized_trials)
+    ]
+    if backs_off_quantization:
+        plans.append(TrialPlan(plans[-1].sparsity, "none"))
+    unique: list[TrialPlan] = []
+    for plan in plans:
+        if plan not in unique:
+            unique.append(plan)
+    return unique
+
+
+def allowed_drop(baseline: float, guard: AccuracyGuard) -> float:
+    """The largest accuracy drop (as a fraction) the guard accepts."""
+    if guard.mode == "relative":
+        return guard.max_accuracy_drop * baseline
+    return guard.max_accuracy_drop
+
+
+def verdict(baseline: float, accuracy: float, guard: AccuracyGuard) -> tuple[bool, str]:
+    """(passes, reason) for a trial's accuracy."""
+    drop = baseline - accuracy
+    limit = allowed_drop(baseline, guard)
+    if drop <= limit + 1e-9:
+        return True, f"accuracy drop {drop * 100:.2f} points within the {limit * 100:.2f} allowed"
+    return False, f"accuracy drop {drop * 100:.2f} points exceeds the {limit * 100:.2f} allowed"

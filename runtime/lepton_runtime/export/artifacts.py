@@ -1,0 +1,131 @@
+"""A model directory: what `train` and `compress` write and `compress`/`package` read.
+
+    model.pt    state dict of the float model (to fine-tune or re-export it)   [train only]
+    model.ts    TorchScript, DEFLATE-packed (what Triton's libtorch/python backends run)
+    model.onnx  ONNX (optional; float models only)
+    model.json  the model card: spec, input shape, quantization, metrics, files
+
+The card is written last, so a directory with a card is a complete artifact; every file is
+written atomically so a crash never replaces a good artifact with a partial one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from torch import nn
+
+from lepton_runtime import storage
+from lepton_runtime.contract import ModelSpec
+from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.export.onnx import onnx_bytes
+from lepton_runtime.export.torchscript import (
+    load_torchscript,
+    to_torchscript,
+    torchscript_bytes,
+)
+from lepton_runtime.models import build_model, input_shape
+
+CARD = "model.json"
+STATE_DICT = "model.pt"
+TORCHSCRIPT = "model.ts"
+ONNX = "model.onnx"
+
+
+class ModelCard(BaseModel):
+    """What a consumer needs to know about an artifact without loading it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    spec: ModelSpec = Field(discriminator="name")
+    input_shape: list[int]
+    num_classes: int
+    quantization: str = "none"
+    sparsity: float = 0.0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    files: list[str] = Field(default_factory=list)
+
+
+def example_input(card: ModelCard, batch: int = 2) -> torch.Tensor:
+    """A batch of random inputs of the card's shape (for tracing and warmup)."""
+    return torch.rand(batch, *card.input_shape)
+
+
+def make_card(spec: ModelSpec, model: nn.Module, **extra: Any) -> ModelCard:
+    """A card for `model` built from `spec`; num_classes measured from a forward pass."""
+    shape = input_shape(spec)
+    model.eval()
+    with torch.no_grad():
+        classes = int(model(torch.rand(1, *shape)).shape[-1])
+    return ModelCard(spec=spec, input_shape=shape, num_classes=classes, **extra)
+
+
+def write_artifacts(
+    uri: str,
+    card: ModelCard,
+    model: nn.Module,
+    *,
+    state_dict: bool = True,
+    formats: tuple[str, ...] = ("torchscript",),
+    packed_torchscript: bytes | None = None,
+) -> ModelCard:
+    """Write the model directory; returns the card with its file list."""
+    files: list[str] = []
+    if state_dict:
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        storage.write_bytes(storage.join(uri, STATE_DICT), buffer.getvalue())
+        files.append(STATE_DICT)
+    if "torchscript" in formats:
+        if packed_torchscript is None:
+            packed_torchscript = torchscript_bytes(to_torchscript(model, example_input(card)))
+        storage.write_bytes(storage.join(uri, TORCHSCRIPT), packed_torchscript)
+        files.append(TORCHSCRIPT)
+    if "onnx" in formats:
+        if card.quantization not in ("none", "fp16"):
+            raise RuntimeFailure(f"onnx export does not support {card.quantization} models")
+        storage.write_bytes(storage.join(uri, ONNX), onnx_bytes(model, example_input(card)))
+        files.append(ONNX)
+    card = card.model_copy(update={"files": files})
+    storage.write_bytes(storage.join(uri, CARD), card.model_dump_json(by_alias=True).encode())
+    return card
+
+
+def read_card(uri: str) -> ModelCard:
+    """The model card of an artifact directory; RuntimeFailure if it is missing or invalid."""
+    try:
+        raw = json.loads(storage.read_bytes(storage.join(uri, CARD)))
+        return ModelCard.model_validate(raw)
+    except FileNotFoundError as error:
+        raise RuntimeFailure(f"no model artifact at {uri} ({CARD} missing)") from error
+    except ValueError as error:
+        raise RuntimeFailure(f"model card at {uri} is invalid: {error}") from error
+
+
+def load_float_model(uri: str) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the float model from the card's spec and the state dict."""
+    card = read_card(uri)
+    model = build_model(card.spec)
+    try:
+        state = torch.load(
+            io.BytesIO(storage.read_bytes(storage.join(uri, STATE_DICT))),
+            map_location="cpu",
+            weights_only=True,
+        )
+        model.load_state_dict(state)
+    except FileNotFoundError as error:
+        raise RuntimeFailure(f"{uri} has no {STATE_DICT} (compressed artifacts lack one)") from error
+    except (RuntimeError, ValueError) as error:
+        raise RuntimeFailure(f"{uri}/{STATE_DICT} does not fit the model spec: {error}") from error
+    model.eval()
+    return model, card
+
+
+def load_scripted(uri: str) -> torch.jit.ScriptModule:
+    """The TorchScript module of an artifact directory."""
+    return load_torchscript(storage.read_bytes(storage.join(uri, TORCHSCRIPT)))
