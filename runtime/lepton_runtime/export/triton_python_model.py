@@ -1,0 +1,47 @@
+"""Triton python-backend model that runs a TorchScript file (copied into the repository as
+`<name>/<version>/model.py`, next to `model.pt`).
+
+Self-contained on purpose: inside the Triton image only torch and numpy are needed, not Lepton.
+All requests of a dynamic batch run as one forward pass, which is what makes batching pay.
+"""
+
+import json
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+INPUT_NAME = "INPUT__0"
+OUTPUT_NAME = "OUTPUT__0"
+
+
+class TritonPythonModel:
+    """The class name and methods are the python backend's protocol."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Load model.pt on the instance's device."""
+        json.loads(args["model_config"])
+        gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        torch.set_num_threads(int(os.environ.get("LEPTON_TORCH_THREADS", "1")))
+        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
+        self.model = torch.jit.load(path, map_location=self.device).eval()
+
+    def execute(self, requests: list[object]) -> list[object]:
+        """One forward pass over all requests, split back per request."""
+        arrays = [
+            pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
+            for request in requests
+        ]
+        sizes = [len(array) for array in arrays]
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
+            logits = self.model(batch).float().cpu().numpy()
+        responses = []
+        start = 0
+        for size in sizes:
+            tensor = pb_utils.Tensor(OUTPUT_NAME, logits[start : start + size])
+            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+            start += size
+        return responses

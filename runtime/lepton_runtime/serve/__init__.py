@@ -1,0 +1,1 @@
+"""Serving: the real Triton server from the nvidia-pytriton wheel, run locally."""
