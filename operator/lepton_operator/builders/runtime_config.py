@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lepton_operator.api.common import DatasetSpec
+from lepton_operator.api.compression import CompressionSpec
+from lepton_operator.api.endpoint import EndpointSpec
+from lepton_operator.api.training import ModelSpec, TrainingJobSpec
 from lepton_runtime.contract import (
     AccuracyGuard,
     CompressConfig,
@@ -26,11 +30,6 @@ from lepton_runtime.contract import CheckpointSpec as RuntimeCheckpoint
 from lepton_runtime.contract import DatasetSpec as RuntimeDataset
 from lepton_runtime.contract import Hyperparameters as RuntimeHyperparameters
 
-from lepton_operator.api.common import DatasetSpec
-from lepton_operator.api.compression import CompressionSpec
-from lepton_operator.api.endpoint import EndpointSpec
-from lepton_operator.api.training import ModelSpec, TrainingJobSpec
-
 PVC_SCHEME = "pvc://"
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -47,6 +46,13 @@ class StorageLayout:
         if not uri.startswith(PVC_SCHEME):
             return uri
         return f"file://{self.pvc_root.rstrip('/')}/{uri.removeprefix(PVC_SCHEME)}"
+
+    def to_user_uri(self, runtime_uri: str) -> str:
+        """The inverse of to_runtime_uri: a path under the root becomes pvc://claim/path again,
+        so status speaks the user's URIs, not the pod's mount paths."""
+        root = self.pvc_root.rstrip("/") + "/"
+        path = runtime_uri.removeprefix("file://")
+        return f"{PVC_SCHEME}{path.removeprefix(root)}" if path.startswith(root) else runtime_uri
 
     def to_local_path(self, uri: str) -> str | None:
         """The filesystem path of a pvc:// or file:// URI, or None for remote storage."""
@@ -116,6 +122,7 @@ def render_train_config(
 
 def render_compress_config(
     spec: CompressionSpec,
+    *,
     source_model_uri: str,
     dataset: DatasetSpec,
     layout: StorageLayout,
@@ -152,6 +159,7 @@ def render_compress_config(
 
 def render_package_config(
     spec: EndpointSpec,
+    *,
     model_uri: str,
     model_name: str,
     repository: str,

@@ -1,0 +1,48 @@
+"""Names, labels and owner references shared by every child Lepton creates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton_operator.api.base import GROUP_VERSION, ObjectMeta
+
+MANAGED_BY = "lepton-operator"
+PART_OF = "lepton"
+OWNER_LABELS = {
+    "LeptonTrainingJob": "lepton.ai/trainingjob",
+    "LeptonCompression": "lepton.ai/compression",
+    "LeptonEndpoint": "lepton.ai/endpoint",
+}
+MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def child_labels(kind: str, meta: ObjectMeta, component: str) -> dict[str, str]:
+    """The standard app.kubernetes.io labels plus the owner label the operator watches by."""
+    return {
+        "app.kubernetes.io/name": PART_OF,
+        "app.kubernetes.io/instance": meta.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        OWNER_LABELS[kind]: meta.name,
+    }
+
+
+def owner_reference(kind: str, meta: ObjectMeta) -> dict[str, Any]:
+    """A controller reference: deleting the Lepton resource garbage-collects the child."""
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": kind,
+        "name": meta.name,
+        "uid": meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(kind: str, meta: ObjectMeta, name: str, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": meta.namespace,
+        "labels": child_labels(kind, meta, component),
+        "ownerReferences": [owner_reference(kind, meta)],
+    }

@@ -1,0 +1,52 @@
+"""Operator settings, from environment variables prefixed LEPTON_ (pydantic-settings).
+
+LEPTON_RUNTIME_IMAGE=registry.local/lepton/runtime:0.1.0 lepton-operator
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RUNTIME_IMAGE = "lepton/runtime:0.1.0"
+POOL_LABEL_FALLBACKS = (
+    "karpenter.sh/nodepool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+    "kubernetes.azure.com/agentpool",
+)
+
+
+class OperatorSettings(BaseSettings):
+    """Everything an installation may want to change, with defaults that work out of the box."""
+
+    model_config = SettingsConfigDict(env_prefix="LEPTON_", frozen=True)
+
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    """Image with the Lepton runtime (torch) that training and compression pods run."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Pull policy of the runtime and Triton containers."""
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Secrets for pulling the runtime and Triton images (JSON list in the environment)."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch; empty means the whole cluster."""
+    pool_label: str = "lepton.ai/node-pool"
+    """Node label that names a node's pool (also recognised: Karpenter, GKE, EKS, AKS labels)."""
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    """Node label with the GPU product, as GPU feature discovery sets it."""
+    gpu_resource: str = "nvidia.com/gpu"
+    """Extended resource name of a GPU."""
+    pvc_mount_root: str = "/mnt/lepton/pvc"
+    """Where pods mount the claims that pvc:// URIs name."""
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+    """Port of the operator's Prometheus metrics."""
+    runtime_metrics_port: int = Field(default=9400, ge=1, le=65535)
+    """Port on which training pods expose live progress."""
+    source_poll_seconds: float = Field(default=15.0, gt=0)
+    """How often a resource waiting for its source checks again."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of the operator."""
+    cluster_domain: str = "cluster.local"
+    """DNS suffix of in-cluster Service names, for endpoint URLs."""

@@ -1,0 +1,321 @@
+"""Pure functions from what the children report to the status of a Lepton resource.
+
+Nothing here reads the cluster: handlers gather observations, these functions decide phase,
+conditions and results, so every transition is a table-driven unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ValidationError
+
+from lepton_operator.api.base import Condition, ConditionStatus, EndpointPhase, JobPhase
+from lepton_operator.api.compression import CompressionResults, CompressionTrial
+from lepton_operator.api.training import TrainingResults
+from lepton_operator.builders.runtime_config import StorageLayout
+from lepton_runtime.contract import CompressSummary, TrainSummary
+
+# PyTorchJob condition types, most decisive first: a job that failed stays failed even if an
+# older Running condition is still True.
+_PYTORCHJOB_PRECEDENCE: tuple[tuple[str, JobPhase], ...] = (
+    ("Failed", "Failed"),
+    ("Succeeded", "Succeeded"),
+    ("Suspended", "Suspended"),
+    ("Restarting", "Running"),
+    ("Running", "Running"),
+    ("Created", "Pending"),
+)
+
+
+@dataclass(frozen=True)
+class ObservedCondition:
+    """A condition as a child reports it (PyTorchJob, Deployment)."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the operator could not create or keep the children, in words for the user."""
+
+    reason: str
+    message: str
+    phase: JobPhase = "Pending"
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """What the operator saw of a job's children on one reconcile."""
+
+    blocker: Blocker | None = None
+    pytorchjob_exists: bool = False
+    pytorchjob_conditions: tuple[ObservedCondition, ...] = ()
+    active_workers: int = 0
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class JobCore:
+    """The part of status that training and compression jobs share."""
+
+    phase: JobPhase
+    conditions: list[Condition]
+    message: str
+    start_time: datetime | None
+    completion_time: datetime | None
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    *,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """Conditions with one replaced; lastTransitionTime moves only when status flips."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    changed_at = (
+        now if previous is None or previous.status != status else previous.last_transition_time
+    )
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=changed_at,
+        observed_generation=generation,
+    )
+    return [updated if c.type == type_ else c for c in conditions] + (
+        [] if previous is not None else [updated]
+    )
+
+
+def pytorchjob_phase(
+    conditions: tuple[ObservedCondition, ...],
+) -> tuple[JobPhase, ObservedCondition | None]:
+    """The Lepton phase a PyTorchJob's conditions amount to, and the condition that decided."""
+    for type_, phase in _PYTORCHJOB_PRECEDENCE:
+        for condition in conditions:
+            if condition.type == type_ and condition.status == "True":
+                return phase, condition
+    return "Pending", None
+
+
+def derive_job_core(
+    previous: list[Condition], generation: int, observed: JobObservation, now: datetime
+) -> JobCore:
+    """Phase, conditions and message of a training or compression job."""
+    conditions = list(previous)
+
+    def put(type_: str, status: ConditionStatus, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions,
+            type_,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+
+    if observed.blocker is not None:
+        blocker = observed.blocker
+        put("Ready", "False", blocker.reason, blocker.message)
+        if blocker.phase == "Failed":
+            put("Failed", "True", blocker.reason, blocker.message)
+            put("Succeeded", "False", blocker.reason, blocker.message)
+        return JobCore(blocker.phase, conditions, blocker.message, None, None)
+    if not observed.pytorchjob_exists:
+        message = "creating the PyTorchJob"
+        put("Ready", "Unknown", "Creating", message)
+        return JobCore("Pending", conditions, message, None, None)
+
+    phase, deciding = pytorchjob_phase(observed.pytorchjob_conditions)
+    reason = deciding.reason if deciding and deciding.reason else f"Job{phase}"
+    message = deciding.message if deciding and deciding.message else f"job is {phase.lower()}"
+    if phase == "Failed" and observed.failure_message:
+        message = observed.failure_message
+    put("Ready", "True", "ChildrenCreated", "the PyTorchJob exists")
+    put("Running", "True" if phase == "Running" else "False", reason, message)
+    put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
+    put("Failed", "True" if phase == "Failed" else "False", reason, message)
+    finished = phase in ("Succeeded", "Failed")
+    return JobCore(
+        phase=phase,
+        conditions=conditions,
+        message=message,
+        start_time=observed.start_time,
+        completion_time=observed.completion_time if finished else None,
+    )
+
+
+def parse_summary(
+    message: str | None, model: type[TrainSummary] | type[CompressSummary]
+) -> TrainSummary | CompressSummary | None:
+    """The runtime's final JSON summary from a termination message, or None if it has none."""
+    if not message:
+        return None
+    try:
+        return model.model_validate_json(message)
+    except ValidationError:
+        return None
+
+
+def training_results(
+    summary: TrainSummary, output_uri: str, layout: StorageLayout
+) -> TrainingResults:
+    """Results for status, with URIs as the user wrote them (pvc://, s3://), not pod paths."""
+    return TrainingResults(
+        accuracy=summary.accuracy,
+        loss=summary.loss,
+        epochs=summary.epochs,
+        samples_per_second=summary.samples_per_second,
+        model_uri=output_uri,
+        last_checkpoint=layout.to_user_uri(summary.last_checkpoint)
+        if summary.last_checkpoint
+        else None,
+    )
+
+
+def compression_results(summary: CompressSummary, output_uri: str) -> CompressionResults:
+    drop_points = round((summary.baseline_accuracy - summary.final_accuracy) * 100, 3)
+    ratio = (
+        summary.size_bytes_before / summary.size_bytes_after if summary.size_bytes_after else None
+    )
+    return CompressionResults(
+        baseline_accuracy=summary.baseline_accuracy,
+        final_accuracy=summary.final_accuracy,
+        accuracy_drop=drop_points,
+        size_bytes_before=summary.size_bytes_before,
+        size_bytes_after=summary.size_bytes_after,
+        size_ratio=round(ratio, 3) if ratio is not None else None,
+        sparsity=summary.sparsity,
+        latency_ms_before=summary.latency_ms_before,
+        latency_ms_after=summary.latency_ms_after,
+        model_uri=output_uri,
+        trials=[
+            CompressionTrial(
+                sparsity=t.sparsity,
+                quantization=t.quantization,
+                size_bytes=t.size_bytes,
+                accuracy=t.accuracy,
+                latency_ms=t.latency_ms,
+                kept=t.kept,
+                reason=t.reason,
+            )
+            for t in summary.trials
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """What the operator saw of an endpoint's Deployment."""
+
+    blocker: Blocker | None = None
+    exists: bool = False
+    desired_replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    generation_observed: bool = True
+    conditions: tuple[ObservedCondition, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class EndpointCore:
+    phase: EndpointPhase
+    conditions: list[Condition]
+    message: str
+
+
+def derive_endpoint_core(
+    previous: list[Condition], generation: int, observed: DeploymentObservation, now: datetime
+) -> EndpointCore:
+    """Available when a replica serves; Progressing while a rollout runs; Degraded when the
+    Deployment gave up progressing or runs short of replicas."""
+    conditions = list(previous)
+
+    def put(type_: str, status: ConditionStatus, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions,
+            type_,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+
+    if observed.blocker is not None:
+        blocker = observed.blocker
+        put("Ready", "False", blocker.reason, blocker.message)
+        put("Available", "False", blocker.reason, blocker.message)
+        phase: EndpointPhase = "Failed" if blocker.phase == "Failed" else "Pending"
+        return EndpointCore(phase, conditions, blocker.message)
+    if not observed.exists:
+        put("Ready", "Unknown", "Creating", "creating the Triton Deployment")
+        return EndpointCore("Pending", conditions, "creating the Triton Deployment")
+
+    put("Ready", "True", "ChildrenCreated", "the Triton Deployment exists")
+    by_type = {c.type: c for c in observed.conditions}
+    stalled = by_type.get("Progressing")
+    deadline_exceeded = stalled is not None and stalled.reason == "ProgressDeadlineExceeded"
+    desired, ready = observed.desired_replicas, observed.ready_replicas
+    rolling = (
+        not observed.generation_observed or observed.updated_replicas < desired or ready < desired
+    )
+    replicas_text = f"{ready}/{desired} replicas ready"
+    serving = ready > 0
+    put(
+        "Available",
+        "True" if serving else "False",
+        "MinimumReplicasAvailable" if serving else "NoReplicaReady",
+        replicas_text,
+    )
+    progressing = rolling and not deadline_exceeded
+    put(
+        "Progressing",
+        "True" if progressing else "False",
+        "RollingOut"
+        if progressing
+        else ("ProgressDeadlineExceeded" if deadline_exceeded else "RolloutComplete"),
+        stalled.message if deadline_exceeded and stalled else replicas_text,
+    )
+    degraded = deadline_exceeded or (serving and ready < desired and not progressing)
+    put(
+        "Degraded",
+        "True" if degraded else "False",
+        "ProgressDeadlineExceeded"
+        if deadline_exceeded
+        else ("ReplicasUnavailable" if degraded else "AsExpected"),
+        stalled.message if deadline_exceeded and stalled else replicas_text,
+    )
+    state: EndpointPhase = "Degraded" if degraded else "Available" if serving else "Progressing"
+    return EndpointCore(state, conditions, replicas_text)
+
+
+PhaseEvent = tuple[Literal["Normal", "Warning"], str, str]
+
+
+def transition_event(old_phase: str | None, new_phase: str, message: str) -> PhaseEvent | None:
+    """The Kubernetes Event to post when the phase changes (none when it stays)."""
+    if old_phase == new_phase:
+        return None
+    warning = new_phase in ("Failed", "Degraded")
+    return ("Warning" if warning else "Normal", new_phase, message)
