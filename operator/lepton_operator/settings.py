@@ -40,8 +40,12 @@ class OperatorSettings(BaseSettings):
     """Extended resource name of a GPU."""
     pvc_mount_root: str = "/mnt/lepton/pvc"
     """Where pods mount the claims that pvc:// URIs name."""
-    metrics_port: int = Field(default=8080, ge=1, le=65535)
-    """Port of the operator's Prometheus metrics."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the operator's Prometheus metrics (0 turns the endpoint off)."""
+    health_port: int = Field(default=8081, ge=1, le=65535)
+    """Port of the liveness endpoint (/healthz)."""
+    bind_address: str = "0.0.0.0"  # in a pod, the kubelet and Prometheus must reach it
+    """Address the metrics and health endpoints listen on."""
     runtime_metrics_port: int = Field(default=9400, ge=1, le=65535)
     """Port on which training pods expose live progress."""
     source_poll_seconds: float = Field(default=15.0, gt=0)

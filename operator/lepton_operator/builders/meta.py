@@ -14,6 +14,8 @@ OWNER_LABELS = {
     "LeptonEndpoint": "lepton.ai/endpoint",
 }
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
+# Set on a child once placement chose a pool, so status can report it after a restart.
+POOL_LABEL = "lepton.ai/pool"
 
 
 def child_labels(kind: str, meta: ObjectMeta, component: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 from lepton_operator.api.base import ObjectMeta
 from lepton_operator.api.common import RunPolicySpec, WorkerResources
 from lepton_operator.api.training import ElasticSpec
-from lepton_operator.builders.meta import child_labels, child_metadata
+from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
     CONFIG_MOUNT,
@@ -176,6 +176,8 @@ def render_pytorchjob(workload: JobWorkload) -> dict[str, Any]:
     )
     if workload.queue_name is not None:
         metadata["labels"]["kueue.x-k8s.io/queue-name"] = workload.queue_name
+    if workload.placement.pool is not None:
+        metadata["labels"][POOL_LABEL] = workload.placement.pool
     return {
         "apiVersion": PYTORCHJOB_API_VERSION,
         "kind": "PyTorchJob",

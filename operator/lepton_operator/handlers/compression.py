@@ -1,0 +1,95 @@
+"""LeptonCompression -> (once its source succeeded) ConfigMap + PyTorchJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lepton_operator import k8s
+from lepton_operator.api.base import API_GROUP, API_VERSION
+from lepton_operator.api.compression import LeptonCompression
+from lepton_operator.builders.jobs import ResolvedModelSource, render_compression_children
+from lepton_operator.handlers.context import (
+    fetch_source,
+    instrumented,
+    missing_inputs,
+    retry_later,
+    settings,
+)
+from lepton_operator.handlers.jobs import refresh_compression_status
+from lepton_operator.resolve import (
+    SourceResource,
+    source_blocker,
+    source_dataset,
+    source_model_uri,
+    source_reference,
+    source_seed,
+)
+from lepton_operator.scheduling.placement import requested_placement
+from lepton_operator.status import Blocker
+
+PLURAL = "leptoncompressions"
+
+
+def resolve_source(
+    compression: LeptonCompression,
+) -> tuple[ResolvedModelSource | None, Blocker | None]:
+    """The model and data to compress, or why they are not available yet."""
+    spec, namespace = compression.spec, compression.metadata.namespace
+    reference = source_reference(spec.source)
+    found: SourceResource | None = None
+    if reference is None:
+        model_uri = spec.source.model_uri
+        assert model_uri is not None  # the CRD requires exactly one source
+    else:
+        kind, name = reference
+        found = fetch_source(kind, namespace, name)
+        blocker = source_blocker(kind, name, namespace, found)
+        if blocker is not None:
+            return None, blocker
+        assert found is not None
+        model_uri = source_model_uri(found)
+    dataset = spec.evaluation.dataset if spec.evaluation is not None else None
+    if dataset is None and found is not None:
+        dataset = source_dataset(found)
+    if dataset is None:
+        return None, Blocker(
+            "NoEvaluationData",
+            "the source names no dataset to measure accuracy on: set spec.evaluation.dataset",
+            phase="Failed",
+        )
+    return ResolvedModelSource(model_uri, dataset, source_seed(found)), None
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
+def reconcile_compression(body: kopf.Body, **_: Any) -> None:
+    """Wait for the source, then apply the children and report their state."""
+    with instrumented("LeptonCompression"):
+        current = dict(body)
+        compression = LeptonCompression.model_validate(current)
+        spec, config = compression.spec, settings()
+        source, blocker = resolve_source(compression)
+        if source is not None:
+            blocker = missing_inputs(
+                compression.metadata.namespace,
+                [source.model_uri, source.dataset.uri, spec.output.uri],
+                [source.dataset.secret_ref, spec.output.secret_ref],
+            )
+        if source is not None and blocker is None:
+            placement = requested_placement(
+                spec.scheduling.node_pool,
+                spec.resources.gpu_type,
+                spec.resources.gpus_per_worker,
+                config.pool_label,
+                config.gpu_product_label,
+            )
+            for manifest in render_compression_children(compression, source, placement, config):
+                k8s.apply(manifest)
+        refresh_compression_status(
+            current, blocker, source.model_uri if source is not None else None
+        )
+        if blocker is not None:
+            raise retry_later(blocker)

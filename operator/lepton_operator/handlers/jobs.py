@@ -1,0 +1,119 @@
+"""Status of the two job kinds (training, compression) from their PyTorchJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton_operator import k8s
+from lepton_operator.api.compression import CompressionStatus, LeptonCompression
+from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus
+from lepton_operator.builders.jobs import compression_job_name, training_job_name
+from lepton_operator.builders.meta import POOL_LABEL
+from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
+from lepton_operator.builders.runtime_config import StorageLayout
+from lepton_operator.handlers.context import now, publish_status, settings
+from lepton_operator.observe import (
+    first_replica_message,
+    label_of,
+    observe_pytorchjob,
+    pytorchjob_finished,
+)
+from lepton_operator.status import (
+    Blocker,
+    JobCore,
+    compression_results,
+    derive_job_core,
+    parse_summary,
+    training_results,
+)
+from lepton_runtime.contract import CompressSummary, TrainSummary
+
+
+def _master_message(namespace: str, job_name: str) -> str | None:
+    selector = f"training.kubeflow.org/job-name={job_name}"
+    pods = k8s.list_objects("v1", "Pod", namespace, selector)
+    return first_replica_message(pods, CONTAINER_NAME)
+
+
+def _core(
+    previous_conditions: list[Any],
+    generation: int,
+    namespace: str,
+    job_name: str,
+    blocker: Blocker | None,
+) -> tuple[JobCore, dict[str, Any] | None, str | None, int]:
+    pytorchjob = None
+    if blocker is None:
+        pytorchjob = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
+    message = _master_message(namespace, job_name) if pytorchjob_finished(pytorchjob) else None
+    observation = observe_pytorchjob(pytorchjob, message, blocker)
+    core = derive_job_core(previous_conditions, generation, observation, now())
+    return core, pytorchjob, message, observation.active_workers
+
+
+def _pool(pytorchjob: dict[str, Any] | None, previous: str | None) -> str | None:
+    return label_of(pytorchjob, POOL_LABEL) or previous
+
+
+def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None) -> None:
+    job = LeptonTrainingJob.model_validate(body)
+    previous = job.status
+    generation = job.metadata.generation
+    core, pytorchjob, message, active = _core(
+        previous.conditions if previous else [],
+        generation,
+        job.metadata.namespace,
+        training_job_name(job),
+        blocker,
+    )
+    results = previous.results if previous else None
+    summary = parse_summary(message, TrainSummary)
+    if core.phase == "Succeeded" and isinstance(summary, TrainSummary):
+        layout = StorageLayout(settings().pvc_mount_root)
+        results = training_results(summary, job.spec.output.uri, layout)
+    resources = job.spec.resources
+    holding = pytorchjob is not None and core.phase in ("Pending", "Running")
+    status = TrainingJobStatus(
+        phase=core.phase,
+        conditions=core.conditions,
+        observed_generation=generation,
+        message=core.message,
+        pool=_pool(pytorchjob, previous.pool if previous else None),
+        gpus=resources.workers * resources.gpus_per_worker if holding else 0,
+        workers_ready=active,
+        start_time=core.start_time,
+        completion_time=core.completion_time,
+        results=results,
+    )
+    publish_status(body, previous, status, core.phase)
+
+
+def refresh_compression_status(
+    body: dict[str, Any], blocker: Blocker | None = None, source_model_uri: str | None = None
+) -> None:
+    compression = LeptonCompression.model_validate(body)
+    previous = compression.status
+    generation = compression.metadata.generation
+    core, pytorchjob, message, _ = _core(
+        previous.conditions if previous else [],
+        generation,
+        compression.metadata.namespace,
+        compression_job_name(compression),
+        blocker,
+    )
+    results = previous.results if previous else None
+    summary = parse_summary(message, CompressSummary)
+    if core.phase == "Succeeded" and isinstance(summary, CompressSummary):
+        results = compression_results(summary, compression.spec.output.uri)
+    status = CompressionStatus(
+        phase=core.phase,
+        conditions=core.conditions,
+        observed_generation=generation,
+        message=core.message,
+        source_model_uri=source_model_uri or (previous.source_model_uri if previous else None),
+        pool=_pool(pytorchjob, previous.pool if previous else None),
+        start_time=core.start_time,
+        completion_time=core.completion_time,
+        results=results,
+    )
+    publish_status(body, previous, status, core.phase)

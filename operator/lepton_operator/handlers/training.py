@@ -1,0 +1,51 @@
+"""LeptonTrainingJob -> ConfigMap + PyTorchJob."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from lepton_operator import k8s
+from lepton_operator.api.base import API_GROUP, API_VERSION
+from lepton_operator.api.training import LeptonTrainingJob
+from lepton_operator.builders.jobs import render_training_children
+from lepton_operator.handlers.context import (
+    instrumented,
+    missing_inputs,
+    retry_later,
+    settings,
+)
+from lepton_operator.handlers.jobs import refresh_training_status
+from lepton_operator.scheduling.placement import requested_placement
+
+PLURAL = "leptontrainingjobs"
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
+def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
+    """Apply the children the spec asks for, then report their state."""
+    with instrumented("LeptonTrainingJob"):
+        current = dict(body)
+        job = LeptonTrainingJob.model_validate(current)
+        spec, config = job.spec, settings()
+        blocker = missing_inputs(
+            job.metadata.namespace,
+            [spec.dataset.uri, spec.output.uri],
+            [spec.dataset.secret_ref, spec.output.secret_ref],
+        )
+        if blocker is None:
+            placement = requested_placement(
+                spec.scheduling.node_pool,
+                spec.resources.gpu_type,
+                spec.resources.gpus_per_worker,
+                config.pool_label,
+                config.gpu_product_label,
+            )
+            for manifest in render_training_children(job, placement, config):
+                k8s.apply(manifest)
+        refresh_training_status(current, blocker)
+        if blocker is not None:
+            raise retry_later(blocker)

@@ -1,0 +1,21 @@
+"""Prometheus collectors of the operator (prefix lepton_, low-cardinality labels only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECONCILE_SECONDS = Histogram(
+    "lepton_reconcile_duration_seconds",
+    "Time one reconcile of a Lepton resource took.",
+    ["kind"],
+)
+RECONCILE_ERRORS = Counter(
+    "lepton_reconcile_errors_total",
+    "Reconciles that raised an unexpected error (they are retried with backoff).",
+    ["kind"],
+)
+PHASE_TRANSITIONS = Counter(
+    "lepton_phase_transitions_total",
+    "Phase changes of Lepton resources, by the phase entered.",
+    ["kind", "phase"],
+)

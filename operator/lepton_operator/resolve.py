@@ -1,0 +1,75 @@
+"""Resolve a compression's or endpoint's source: the artifact to use, or why not yet.
+
+Pure: the handler fetches the referenced resource, these functions decide.
+"""
+
+from __future__ import annotations
+
+from lepton_operator.api.common import DatasetSpec, ModelSourceRefs
+from lepton_operator.api.compression import LeptonCompression
+from lepton_operator.api.training import LeptonTrainingJob
+from lepton_operator.status import Blocker
+
+SourceResource = LeptonTrainingJob | LeptonCompression
+
+
+def source_reference(source: ModelSourceRefs) -> tuple[str, str] | None:
+    """(kind, name) of the referenced Lepton resource, or None for a plain modelURI."""
+    if source.training_job_ref is not None:
+        return "LeptonTrainingJob", source.training_job_ref.name
+    if source.compression_ref is not None:
+        return "LeptonCompression", source.compression_ref.name
+    return None
+
+
+def _field(kind: str) -> str:
+    return "trainingJobRef" if kind == "LeptonTrainingJob" else "compressionRef"
+
+
+def source_blocker(
+    kind: str, name: str, namespace: str, found: SourceResource | None
+) -> Blocker | None:
+    """Why the referenced source cannot be used yet (None once it has succeeded)."""
+    if found is None:
+        return Blocker(
+            "SourceNotFound",
+            f"{kind} {name!r} does not exist in namespace {namespace!r}: create it or fix "
+            f"spec.source.{_field(kind)}.name",
+        )
+    status = found.status
+    phase = status.phase if status is not None else "Pending"
+    if phase == "Failed":
+        detail = status.message if status is not None and status.message else "no details"
+        return Blocker(
+            "SourceFailed",
+            f"{kind} {name!r} failed ({detail}): fix and re-create it, or point "
+            f"spec.source at another model",
+            phase="Failed",
+        )
+    results = status.results if status is not None else None
+    if phase != "Succeeded" or results is None or results.model_uri is None:
+        return Blocker(
+            "WaitingForSource", f"waiting for {kind} {name!r} to succeed (it is {phase})"
+        )
+    return None
+
+
+def source_model_uri(found: SourceResource) -> str:
+    """The artifact URI of a source that succeeded (source_blocker returned None)."""
+    assert found.status is not None and found.status.results is not None
+    uri = found.status.results.model_uri
+    assert uri is not None
+    return uri
+
+
+def source_dataset(found: SourceResource) -> DatasetSpec | None:
+    """The data a source was trained or evaluated on, for compressions that name none."""
+    if isinstance(found, LeptonTrainingJob):
+        return found.spec.dataset
+    return found.spec.evaluation.dataset if found.spec.evaluation is not None else None
+
+
+def source_seed(found: SourceResource | None) -> int:
+    if isinstance(found, LeptonTrainingJob):
+        return found.spec.hyperparameters.seed
+    return 0
