@@ -41,6 +41,7 @@ class LeptonNetSpec(ContractModel):
     """The built-in CNN family: stages of conv-bn-relu blocks, scaled by two multipliers."""
 
     name: Literal["leptonnet"] = "leptonnet"
+    """Model family discriminator."""
     width_multiplier: float = Field(1.0, gt=0, le=8)
     """Scales the channel count of every stage (1.0 = 32/64/128 channels)."""
     depth_multiplier: float = Field(1.0, gt=0, le=8)
@@ -57,6 +58,7 @@ class MLPSpec(ContractModel):
     """A plain multi-layer perceptron over flattened images."""
 
     name: Literal["mlp"] = "mlp"
+    """Model family discriminator."""
     hidden_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
         default_factory=lambda: [256, 128], max_length=16
     )
@@ -74,6 +76,7 @@ class UserModelSpec(ContractModel):
     """A model the user brings: `package.module:factory`, called with `kwargs`."""
 
     name: Literal["custom"] = "custom"
+    """Model family discriminator."""
     factory: str
     """Import path `package.module:callable` returning a `torch.nn.Module`."""
     kwargs: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -171,6 +174,7 @@ class TrainConfig(ContractModel):
     """Config of `python -m lepton_runtime train`."""
 
     kind: Literal["train"] = "train"
+    """Job kind; optional in files (the CLI command decides)."""
     model: ModelSpec = Field(default_factory=LeptonNetSpec)
     """Which network to train."""
     dataset: DatasetSpec
@@ -254,6 +258,7 @@ class CompressConfig(ContractModel):
     """Config of `python -m lepton_runtime compress`."""
 
     kind: Literal["compress"] = "compress"
+    """Job kind; optional in files (the CLI command decides)."""
     source_model_uri: Uri
     """Artifact directory written by `train` (it holds model.json with the model spec)."""
     dataset: DatasetSpec
@@ -275,6 +280,14 @@ class CompressConfig(ContractModel):
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
     """Termination message, metrics port, threads."""
 
+    @model_validator(mode="after")
+    def _onnx_needs_float(self) -> CompressConfig:
+        if "onnx" in self.export_formats and self.quantization != "none":
+            raise ValueError(
+                f"exportFormats onnx needs quantization none (got {self.quantization}): ONNX has "
+                "no portable encoding of PyTorch's quantized kernels"
+            )
+        return self
 
 
 class Trial(ContractModel):
@@ -357,6 +370,7 @@ class PackageConfig(ContractModel):
     """Config of `python -m lepton_runtime package`: build a Triton model repository."""
 
     kind: Literal["package"] = "package"
+    """Job kind; optional in files (the CLI command decides)."""
     model_uri: Uri
     """Artifact directory from `train` or `compress` (model.ts / model.onnx + model.json)."""
     model_name: str = Field("model", pattern=r"^[a-zA-Z0-9_.-]{1,128}$")

