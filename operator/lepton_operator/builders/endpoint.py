@@ -15,14 +15,14 @@ from lepton_operator.api.endpoint import LeptonEndpoint
 from lepton_operator.builders.meta import child_labels, child_metadata
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
-    CONFIG_MOUNT,
     CONFIG_PATH,
-    CONTAINER_SECURITY_CONTEXT,
-    POD_SECURITY_CONTEXT,
     TERMINATION_MESSAGE_PATH,
+    config_mount,
     config_volume,
     container_resources,
+    container_security_context,
     image_pull_secrets,
+    pod_security_context,
     storage_for,
 )
 from lepton_operator.builders.runtime_config import StorageLayout, render_package_config
@@ -119,11 +119,11 @@ def render_deployment(
         "command": ["python", "-m", "lepton_runtime", "package", "--config", CONFIG_PATH],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": container_resources("500m", "1Gi", 0, settings.gpu_resource, False),
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            CONFIG_MOUNT,
+            config_mount(),
             repository_mount,
             {"name": "tmp", "mountPath": "/tmp"},
             *storage.mounts,
@@ -158,14 +158,14 @@ def render_deployment(
         "resources": container_resources(
             resources.cpu, resources.memory, resources.gpus, settings.gpu_resource, False
         ),
-        "securityContext": {**CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": False},
+        "securityContext": container_security_context(read_only_root=False),
         "volumeMounts": [
             {**repository_mount, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
     }
     pod_spec: dict[str, Any] = {
-        "securityContext": POD_SECURITY_CONTEXT,
+        "securityContext": pod_security_context(),
         "initContainers": [fetch_model],
         "containers": [triton],
         "volumes": [

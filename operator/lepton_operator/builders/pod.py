@@ -14,19 +14,25 @@ CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 NON_ROOT_UID = 1000
 
+
 # The Pod Security Standards "restricted" profile: what a multi-tenant cluster enforces.
-POD_SECURITY_CONTEXT: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": NON_ROOT_UID,
-    "runAsGroup": NON_ROOT_UID,
-    "fsGroup": NON_ROOT_UID,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-}
+# Functions, not constants: every manifest gets its own dicts, so no caller can change another's.
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT_UID,
+        "runAsGroup": NON_ROOT_UID,
+        "fsGroup": NON_ROOT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,12 @@ def scratch_volumes(shm_size: str | None) -> list[dict[str, Any]]:
     return [{"name": "tmp", "emptyDir": {}}, {"name": "dshm", "emptyDir": shm}]
 
 
-SCRATCH_MOUNTS = [
-    {"name": "tmp", "mountPath": "/tmp"},
-    {"name": "dshm", "mountPath": "/dev/shm"},
-]
-CONFIG_MOUNT = {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+def scratch_mounts() -> list[dict[str, Any]]:
+    return [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+
+
+def config_mount() -> dict[str, Any]:
+    return {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
 
 
 def container_resources(

@@ -16,16 +16,16 @@ from lepton_operator.api.training import ElasticSpec
 from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
-    CONFIG_MOUNT,
     CONFIG_PATH,
-    CONTAINER_SECURITY_CONTEXT,
-    POD_SECURITY_CONTEXT,
-    SCRATCH_MOUNTS,
     TERMINATION_MESSAGE_PATH,
     PodStorage,
+    config_mount,
     config_volume,
     container_resources,
+    container_security_context,
     image_pull_secrets,
+    pod_security_context,
+    scratch_mounts,
     scratch_volumes,
 )
 from lepton_operator.scheduling.placement import Placement
@@ -103,19 +103,19 @@ def _pod_template(workload: JobWorkload) -> dict[str, Any]:
         "resources": container_resources(
             resources.cpu, resources.memory, gpus, workload.gpu_resource, cpu_limit=False
         ),
-        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [*SCRATCH_MOUNTS, *workload.storage.mounts],
+        "volumeMounts": [*scratch_mounts(), *workload.storage.mounts],
     }
     volumes = [*scratch_volumes(shm), *workload.storage.volumes]
     if workload.config is not None:
-        container["volumeMounts"].insert(0, CONFIG_MOUNT)
+        container["volumeMounts"].insert(0, config_mount())
         volumes.insert(0, config_volume(config_map_name(workload)))
     if workload.storage.env_from:
         container["envFrom"] = workload.storage.env_from
     spec: dict[str, Any] = {
-        "securityContext": POD_SECURITY_CONTEXT,
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }
