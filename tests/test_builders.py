@@ -232,3 +232,20 @@ def test_storage_layout_maps_claims_both_ways() -> None:
     assert layout.to_user_uri(runtime_uri) == "pvc://artifacts/a/b"
     assert layout.to_runtime_uri("s3://bucket/x") == "s3://bucket/x"
     assert layout.to_local_path("s3://bucket/x") is None
+
+
+def test_pod_metadata_reaches_the_pods_without_overriding_lepton_labels() -> None:
+    manifests = _by_kind(
+        _training(
+            {
+                "podMetadata": {
+                    "labels": {"team": "vision", "lepton.ai/trainingjob": "spoofed"},
+                    "annotations": {"sidecar.istio.io/inject": "false"},
+                }
+            }
+        )
+    )
+    template = manifests["PyTorchJob"]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
+    assert template["metadata"]["labels"]["team"] == "vision"
+    assert template["metadata"]["labels"]["lepton.ai/trainingjob"] == "mnist"
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}

@@ -92,6 +92,15 @@ class WorkerResources(LeptonModel):
     """Memory request and limit of each worker."""
 
 
+class PodMetadata(LeptonModel):
+    """Extra metadata for every pod of the workload (service meshes, cost attribution, ...)."""
+
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    """Labels added to each pod; Lepton's own labels win on a clash."""
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+    """Annotations added to each pod."""
+
+
 class ModelSourceRefs(LeptonModel):
     """Common shape of a "where does the model come from" reference."""
 
@@ -124,6 +133,7 @@ __all__ = [
     "ObjectName",
     "OutputSpec",
     "PlacementPolicy",
+    "PodMetadata",
     "RunPolicySpec",
     "SchedulingSpec",
     "WorkerResources",

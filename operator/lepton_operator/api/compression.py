@@ -22,6 +22,7 @@ from lepton_operator.api.common import (
     DatasetSpec,
     ModelSourceRefs,
     OutputSpec,
+    PodMetadata,
     RunPolicySpec,
     SchedulingSpec,
     WorkerResources,
@@ -116,6 +117,10 @@ class CompressionSpec(LeptonModel):
         default_factory=RunPolicySpec, json_schema_extra={"default": {}}
     )
     """Restarts, deadlines and clean-up of the underlying PyTorchJob."""
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata, json_schema_extra={"default": {}}
+    )
+    """Labels and annotations added to every pod."""
 
     model_config = ConfigDict(
         json_schema_extra={

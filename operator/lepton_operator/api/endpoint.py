@@ -17,7 +17,12 @@ from lepton_operator.api.base import (
     ObjectMeta,
     Quantity,
 )
-from lepton_operator.api.common import EXACTLY_ONE_SOURCE_RULE, ModelSourceRefs, SchedulingSpec
+from lepton_operator.api.common import (
+    EXACTLY_ONE_SOURCE_RULE,
+    ModelSourceRefs,
+    PodMetadata,
+    SchedulingSpec,
+)
 
 TritonBackend = Literal["pytorch_libtorch", "onnxruntime", "python"]
 ModelFormat = Literal["torchscript", "onnx", "state-dict"]
@@ -184,6 +189,10 @@ class EndpointSpec(LeptonModel):
         default_factory=SchedulingSpec, json_schema_extra={"default": {}}
     )
     """Node pool choice and placement policy."""
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata, json_schema_extra={"default": {}}
+    )
+    """Labels and annotations added to every pod."""
 
 
 class EndpointStatus(LeptonModel):

@@ -20,6 +20,7 @@ from lepton_operator.api.base import (
 from lepton_operator.api.common import (
     DatasetSpec,
     OutputSpec,
+    PodMetadata,
     RunPolicySpec,
     SchedulingSpec,
     WorkerResources,
@@ -183,6 +184,10 @@ class TrainingJobSpec(LeptonModel):
         default_factory=RunPolicySpec, json_schema_extra={"default": {}}
     )
     """Restarts, deadlines and clean-up of the underlying PyTorchJob."""
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata, json_schema_extra={"default": {}}
+    )
+    """Labels and annotations added to every pod."""
 
 
 class TrainingResults(LeptonModel):

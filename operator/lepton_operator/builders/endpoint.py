@@ -24,6 +24,7 @@ from lepton_operator.builders.pod import (
     image_pull_secrets,
     pod_security_context,
     storage_for,
+    template_metadata,
 )
 from lepton_operator.builders.runtime_config import StorageLayout, render_package_config
 from lepton_operator.scheduling.placement import Placement
@@ -192,7 +193,9 @@ def render_deployment(
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
         "template": {
-            "metadata": {"labels": child_labels("LeptonEndpoint", endpoint.metadata, COMPONENT)},
+            "metadata": template_metadata(
+                child_labels("LeptonEndpoint", endpoint.metadata, COMPONENT), spec.pod_metadata
+            ),
             "spec": pod_spec,
         },
     }

@@ -80,6 +80,7 @@ def render_training_children(
         priority_class_name=spec.scheduling.priority_class_name,
         elastic=spec.elastic,
         queue_name=spec.scheduling.queue_name,
+        pod_metadata=spec.pod_metadata,
     )
     return _manifests(workload)
 
@@ -132,5 +133,6 @@ def render_compression_children(
         metrics_port=settings.runtime_metrics_port,
         priority_class_name=spec.scheduling.priority_class_name,
         queue_name=spec.scheduling.queue_name,
+        pod_metadata=spec.pod_metadata,
     )
     return _manifests(workload)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_operator.api.base import SecretReference
+from lepton_operator.api.common import PodMetadata
 from lepton_operator.builders.runtime_config import pvc_claims
 
 CONFIG_DIR = "/etc/lepton"
@@ -97,6 +98,15 @@ def container_resources(
         requests[gpu_resource] = gpus
         limits[gpu_resource] = gpus
     return {"requests": requests, "limits": limits}
+
+
+def template_metadata(own_labels: dict[str, str], extra: PodMetadata) -> dict[str, Any]:
+    """Pod template metadata: the user's labels and annotations, Lepton's labels on top (the
+    operator and the Services select pods by them)."""
+    metadata: dict[str, Any] = {"labels": {**extra.labels, **own_labels}}
+    if extra.annotations:
+        metadata["annotations"] = dict(extra.annotations)
+    return metadata
 
 
 def image_pull_secrets(names: list[str]) -> list[dict[str, str]]:

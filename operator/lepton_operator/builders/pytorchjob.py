@@ -7,11 +7,11 @@ so the container only has to call torchrun with the runtime module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_operator.api.base import ObjectMeta
-from lepton_operator.api.common import RunPolicySpec, WorkerResources
+from lepton_operator.api.common import PodMetadata, RunPolicySpec, WorkerResources
 from lepton_operator.api.training import ElasticSpec
 from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
 from lepton_operator.builders.pod import (
@@ -27,6 +27,7 @@ from lepton_operator.builders.pod import (
     pod_security_context,
     scratch_mounts,
     scratch_volumes,
+    template_metadata,
 )
 from lepton_operator.scheduling.placement import Placement
 from lepton_runtime.contract import CompressConfig, TrainConfig
@@ -60,6 +61,7 @@ class JobWorkload:
     priority_class_name: str | None = None
     elastic: ElasticSpec | None = None
     queue_name: str | None = None
+    pod_metadata: PodMetadata = field(default_factory=PodMetadata)
 
 
 def runtime_command(subcommand: str) -> list[str]:
@@ -128,7 +130,7 @@ def _pod_template(workload: JobWorkload) -> dict[str, Any]:
     if workload.pull_secrets:
         spec["imagePullSecrets"] = image_pull_secrets(workload.pull_secrets)
     labels = child_labels(workload.owner_kind, workload.owner, workload.component)
-    return {"metadata": {"labels": labels}, "spec": spec}
+    return {"metadata": template_metadata(labels, workload.pod_metadata), "spec": spec}
 
 
 def _replica(replicas: int, template: dict[str, Any]) -> dict[str, Any]:
