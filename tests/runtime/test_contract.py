@@ -94,14 +94,22 @@ def test_preferred_batch_sizes_cannot_exceed_max_batch_size() -> None:
 
 def test_summaries_serialize_camel_case() -> None:
     summary = TrainSummary(
-        accuracy=0.9, loss=0.1, epochs=1, steps=10, samples_per_second=5.0, world_size=1, model_uri="/m"
+        accuracy=0.9,
+        loss=0.1,
+        epochs=1,
+        steps=10,
+        samples_per_second=5.0,
+        world_size=1,
+        model_uri="/m",
     )
     assert "samplesPerSecond" in summary.to_wire()
 
 
 def test_contract_imports_without_torch() -> None:
     code = "import sys, lepton_runtime.contract; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 

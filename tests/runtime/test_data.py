@@ -39,7 +39,7 @@ def test_real_mnist_split(mnist_uri: str) -> None:
     train, test = load_splits(DatasetSpec(uri=mnist_uri))
     assert (len(train), len(test)) == (8000, 2000)
     assert tuple(train.images.shape[1:]) == (1, 28, 28)
-    assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0
+    assert float(train.images.min()) >= 0.0 and float(train.images.max()) <= 1.0
     counts = np.bincount(test.labels.numpy(), minlength=10)
     assert counts.min() > 150  # every digit is well represented in the held-out split
     assert 0.08 < float(train.images.mean()) < 0.2  # real MNIST ink density, not noise

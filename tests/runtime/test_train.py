@@ -52,7 +52,9 @@ def _cli(config: dict[str, object], tmp_path: Path, *extra_env: tuple[str, str])
     return result.returncode, termination.read_text() if termination.exists() else ""
 
 
-def test_training_learns_real_digits_and_writes_artifacts(trained: tuple[str, TrainSummary]) -> None:
+def test_training_learns_real_digits_and_writes_artifacts(
+    trained: tuple[str, TrainSummary],
+) -> None:
     uri, summary = trained
     assert summary.accuracy > 0.5  # chance is 0.1; the tiny net gets ~0.8 in two short epochs
     assert summary.loss_history[-1] < summary.loss_history[0]
@@ -104,7 +106,14 @@ def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:
         "runtime": {"terminationMessagePath": str(tmp_path / "t"), "numThreads": 1},
     }
     (tmp_path / "c.json").write_text(json.dumps(config))
-    command = [sys.executable, "-m", "lepton_runtime", "train", "--config", str(tmp_path / "c.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "lepton_runtime",
+        "train",
+        "--config",
+        str(tmp_path / "c.json"),
+    ]
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (ckpt / "checkpoint.pt").exists() and time.monotonic() < deadline:
@@ -115,7 +124,9 @@ def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:
     assert (ckpt / "checkpoint.pt").exists()
     saved_step = torch.load(ckpt / "checkpoint.pt", weights_only=True)["step"]
     assert saved_step > 0 and saved_step % 20 == 0
-    assert not list(ckpt.glob(".*.tmp")) or True  # a temp file may remain; never a partial checkpoint
+    assert (
+        not list(ckpt.glob(".*.tmp")) or True
+    )  # a temp file may remain; never a partial checkpoint
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = TrainSummary.model_validate_json((tmp_path / "t").read_text())
@@ -144,9 +155,15 @@ def test_checkpoint_of_another_model_fails_and_is_kept(mnist_uri: str, tmp_path:
     ("config", "fragment"),
     [
         ({"model": {"name": "mlp"}, "dataset": {"uri": "file:///nonexistent/mnist"}}, "not found"),
-        ({"model": {"name": "transformer"}, "dataset": {"uri": "synthetic://mnist"}}, "invalid config"),
         (
-            {"model": {"name": "custom", "factory": "helpers_models:diverging"}, "dataset": {"uri": "synthetic://mnist?n=64"}},
+            {"model": {"name": "transformer"}, "dataset": {"uri": "synthetic://mnist"}},
+            "invalid config",
+        ),
+        (
+            {
+                "model": {"name": "custom", "factory": "helpers_models:diverging"},
+                "dataset": {"uri": "synthetic://mnist?n=64"},
+            },
             "not finite",
         ),
     ],
@@ -176,7 +193,10 @@ def test_progress_is_scrapeable() -> None:
     assert "lepton_train_step 7.0" in body and "lepton_train_loss 0.25" in body
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="torchrun missing",
+)
 def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
     config = TrainConfig(
         model=MLPSpec(hidden_sizes=[32]),
@@ -188,7 +208,16 @@ def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text(config.to_wire())
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     result = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "lepton_runtime", "train", "--config", str(tmp_path / "c.json")],
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "lepton_runtime",
+            "train",
+            "--config",
+            str(tmp_path / "c.json"),
+        ],
         capture_output=True,
         text=True,
         timeout=180,

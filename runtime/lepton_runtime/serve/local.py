@@ -134,6 +134,7 @@ class LocalTritonServer:
             f"--metrics-port={self.metrics_port}",
             "--metrics-address=127.0.0.1",
             "--exit-on-error=true",
+            "--exit-timeout-secs=5",
             "--strict-readiness=true",
             f"--log-verbose={self.log_verbose}",
         ]

@@ -1,0 +1,155 @@
+"""Compression: pruning schedule, quantization, the accuracy guard, and what gets exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from lepton_runtime import compress, train
+from lepton_runtime.compress.prune import (
+    apply_sparsity,
+    cubic_schedule,
+    make_permanent,
+    measure_sparsity,
+)
+from lepton_runtime.compress.trials import plan_trials, verdict
+from lepton_runtime.contract import (
+    AccuracyGuard,
+    CompressConfig,
+    DatasetSpec,
+    LeptonNetSpec,
+    MLPSpec,
+    PruningSpec,
+    RuntimeOptions,
+    TrainSummary,
+)
+from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
+from lepton_runtime.models import build_model
+
+from .conftest import tiny_train_config
+
+pytestmark = pytest.mark.runtime
+
+
+def _config(source: str, out: Path, mnist_uri: str, **overrides: object) -> CompressConfig:
+    fields: dict[str, object] = {
+        "source_model_uri": source,
+        "dataset": DatasetSpec(uri=mnist_uri, train_limit=1000, test_limit=400),
+        "pruning": PruningSpec(target_sparsity=0.6, steps=2, fine_tune_epochs=0.5),
+        "quantization": "static-int8",
+        "accuracy_guard": AccuracyGuard(max_accuracy_drop=0.05, max_trials=3),
+        "output_uri": str(out),
+        "runtime": RuntimeOptions(termination_message_path=str(out.parent / "t"), num_threads=1),
+    }
+    fields.update(overrides)
+    return CompressConfig.model_validate(fields)
+
+
+def test_unstructured_pruning_reaches_the_target() -> None:
+    model = build_model(LeptonNetSpec(width_multiplier=0.25))
+    apply_sparsity(model, "l1-unstructured", 0.7)
+    apply_sparsity(model, "l1-unstructured", 0.9)  # a second round keeps earlier zeros
+    make_permanent(model)
+    assert measure_sparsity(model) == pytest.approx(0.9, abs=0.002)
+
+
+def test_structured_pruning_removes_whole_channels() -> None:
+    model = build_model(LeptonNetSpec(width_multiplier=0.5))
+    apply_sparsity(model, "l1-structured", 0.5)
+    make_permanent(model)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        channel_zero = (conv.weight.flatten(1) == 0).all(1)
+        assert channel_zero.float().mean().item() == pytest.approx(0.5, abs=0.07)
+    assert measure_sparsity(model, "l1-structured") == pytest.approx(0.5, abs=0.05)
+
+
+def test_schedule_and_trial_plan_back_off() -> None:
+    schedule = cubic_schedule(0.9, 3)
+    assert schedule[-1] == pytest.approx(0.9) and schedule == sorted(schedule)
+    plans = plan_trials(
+        PruningSpec(target_sparsity=0.9), "static-int8", AccuracyGuard(max_trials=4)
+    )
+    assert [p.sparsity for p in plans] == [0.9, 0.6, 0.3, 0.3]
+    assert [p.quantization for p in plans] == ["static-int8"] * 3 + ["none"]
+    relative = AccuracyGuard(max_accuracy_drop=0.01, mode="relative")
+    assert verdict(0.9, 0.895, relative)[0] and not verdict(0.9, 0.89, relative)[0]
+
+
+def test_compress_prunes_quantizes_and_shrinks(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    source, _ = trained
+    summary = compress.run(_config(source, tmp_path / "out", mnist_uri))
+    kept = [t for t in summary.trials if t.kept]
+    assert len(kept) == 1 and kept[0] == summary.trials[-1]
+    assert summary.sparsity == pytest.approx(kept[0].sparsity)
+    assert summary.size_bytes_after < summary.size_bytes_before / 2
+    assert summary.baseline_accuracy - summary.final_accuracy <= 0.05 + 1e-9
+    written = tmp_path / "out" / "model.ts"
+    assert written.stat().st_size == summary.size_bytes_after  # the size is the shipped file
+    card = read_card(str(tmp_path / "out"))
+    assert card.quantization == "static-int8" and card.files == ["model.ts"]
+    scripted = load_scripted(str(tmp_path / "out"))
+    float_model, _ = load_float_model(source)
+    x = torch.rand(64, 1, 28, 28)
+    agreement = (scripted(x).argmax(1) == float_model(x).argmax(1)).float().mean().item()
+    assert agreement > 0.7
+
+
+def test_no_trial_meeting_the_guard_fails_and_exports_nothing(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    source, _ = trained
+    config = _config(
+        source,
+        tmp_path / "out",
+        mnist_uri,
+        pruning=PruningSpec(target_sparsity=0.99, steps=1, fine_tune_epochs=0),
+        accuracy_guard=AccuracyGuard(max_accuracy_drop=0.0, max_trials=1),
+    )
+    with pytest.raises(RuntimeFailure, match="no trial met the accuracy guard"):
+        compress.run(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dynamic_int8_mlp_and_onnx_export(mnist_uri: str, tmp_path: Path) -> None:
+    summary = train.run(
+        tiny_train_config(
+            mnist_uri,
+            tmp_path,
+            model=MLPSpec(hidden_sizes=[128]),
+            dataset=DatasetSpec(uri=mnist_uri, train_limit=1000, test_limit=300),
+        )
+    )
+    quantized = compress.run(
+        _config(
+            summary.model_uri,
+            tmp_path / "int8",
+            mnist_uri,
+            quantization="dynamic-int8",
+            pruning=PruningSpec(method="none"),
+        )
+    )
+    assert quantized.quantization == "dynamic-int8"
+    assert quantized.size_bytes_after < quantized.size_bytes_before / 3
+    pruned = compress.run(
+        _config(
+            summary.model_uri,
+            tmp_path / "onnx",
+            mnist_uri,
+            quantization="none",
+            export_formats=["torchscript", "onnx"],
+        )
+    )
+    assert pruned.formats == ["model.ts", "model.onnx"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    (onnx_logits,) = session.run(None, {"INPUT__0": x})
+    ts_logits = load_scripted(str(tmp_path / "onnx"))(torch.from_numpy(x)).detach().numpy()
+    assert np.allclose(onnx_logits, ts_logits, atol=1e-4)

@@ -1,0 +1,164 @@
+"""Triton model repositories (parsed with Triton's own protobuf) and real local serving."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from lepton_runtime import compress, package
+from lepton_runtime.contract import (
+    CompressConfig,
+    DatasetSpec,
+    DynamicBatching,
+    InstanceGroup,
+    PackageConfig,
+    RuntimeOptions,
+    TrainSummary,
+)
+from lepton_runtime.data import load_splits
+from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.export.artifacts import load_scripted
+from lepton_runtime.serve.local import LocalTritonServer
+
+pytestmark = pytest.mark.runtime
+
+
+def _parse(path: str) -> model_config_pb2.ModelConfig:
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse(Path(path).read_text(), config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The trained model exported with ONNX as well (float, lightly pruned)."""
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    config = CompressConfig.model_validate(
+        {
+            "sourceModelUri": trained[0],
+            "dataset": {"uri": mnist_uri, "trainLimit": 256, "testLimit": 200},
+            "pruning": {"targetSparsity": 0.3, "steps": 1, "fineTuneEpochs": 0},
+            "quantization": "none",
+            "accuracyGuard": {"maxAccuracyDrop": 0.2},
+            "exportFormats": ["torchscript", "onnx"],
+            "outputUri": str(out),
+            "runtime": {"terminationMessagePath": str(out.parent / "t"), "numThreads": 1},
+        }
+    )
+    return compress.run(config).model_uri
+
+
+@pytest.mark.parametrize(
+    ("backend", "files", "platform"),
+    [
+        ("pytorch_libtorch", {"model.pt"}, "pytorch_libtorch"),
+        ("onnxruntime", {"model.onnx"}, "onnxruntime_onnx"),
+        ("python", {"model.py", "model.pt"}, ""),
+    ],
+)
+def test_repository_layout_and_config_parse(
+    backend: str, files: set[str], platform: str, onnx_artifact: str, tmp_path: Path
+) -> None:
+    summary = package.run(
+        PackageConfig.model_validate(
+            {
+                "modelUri": onnx_artifact,
+                "modelName": "mnist",
+                "version": 3,
+                "backend": backend,
+                "maxBatchSize": 32,
+                "dynamicBatching": {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500},
+                "instanceGroup": {"count": 2, "kind": "cpu"},
+                "repository": str(tmp_path),
+            }
+        )
+    )
+    assert {p.name for p in (tmp_path / "mnist" / "3").iterdir()} == files
+    config = _parse(summary.config_path)
+    assert config.name == "mnist" and config.max_batch_size == 32
+    assert config.platform == platform
+    assert config.backend == ("python" if backend == "python" else "")
+    assert list(config.input[0].dims) == [1, 28, 28]
+    assert config.input[0].data_type == model_config_pb2.TYPE_FP32
+    assert list(config.output[0].dims) == [10]
+    assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.instance_group[0].count == 2
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert config.model_warmup[0].inputs["INPUT__0"].zero_data
+
+
+def test_unbatched_gpu_config_parses(trained: tuple[str, TrainSummary], tmp_path: Path) -> None:
+    summary = package.run(
+        PackageConfig(
+            model_uri=trained[0],
+            backend="pytorch_libtorch",
+            max_batch_size=0,
+            dynamic_batching=DynamicBatching(enabled=False),
+            instance_group=InstanceGroup(kind="gpu"),
+            repository=str(tmp_path),
+        )
+    )
+    config = _parse(summary.config_path)
+    assert list(config.input[0].dims) == [-1, 1, 28, 28]
+    assert not config.HasField("dynamic_batching")
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    libtorch = torch.jit.load(str(tmp_path / "model" / "1" / "model.pt"))
+    assert tuple(libtorch(torch.rand(2, 1, 28, 28)).shape) == (2, 10)
+
+
+def test_package_refuses_missing_format(trained: tuple[str, TrainSummary], tmp_path: Path) -> None:
+    with pytest.raises(RuntimeFailure, match=r"model\.onnx"):
+        package.run(PackageConfig(model_uri=trained[0], backend="onnxruntime", repository=str(tmp_path)))
+
+
+def test_real_triton_serves_correct_predictions(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    uri, _ = trained
+    package.run(
+        PackageConfig(
+            model_uri=uri,
+            model_name="mnist",
+            backend="python",
+            dynamic_batching=DynamicBatching(preferred_batch_sizes=[8]),
+            repository=str(tmp_path / "repo"),
+            runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t")),
+        )
+    )
+    _, test = load_splits(DatasetSpec(uri=mnist_uri, test_limit=32))
+    images = test.images.numpy()
+    expected = load_scripted(uri)(test.images).argmax(1).numpy()
+    with LocalTritonServer(tmp_path / "repo") as server:
+        ready = urllib.request.urlopen(f"http://{server.url}/v2/health/ready")
+        assert ready.status == 200
+
+        http = httpclient.InferenceServerClient(server.url)
+        http_input = httpclient.InferInput("INPUT__0", list(images.shape), "FP32")
+        http_input.set_data_from_numpy(images)
+        http_logits = http.infer("mnist", [http_input]).as_numpy("OUTPUT__0")
+        assert np.array_equal(http_logits.argmax(1), expected)
+
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        assert grpc.is_model_ready("mnist")
+        for index in range(4):  # single-sample requests, as clients usually send them
+            grpc_input = grpcclient.InferInput("INPUT__0", [1, 1, 28, 28], "FP32")
+            grpc_input.set_data_from_numpy(images[index : index + 1])
+            logits = grpc.infer("mnist", [grpc_input]).as_numpy("OUTPUT__0")
+            assert int(logits.argmax()) == int(expected[index])
+
+        metrics = urllib.request.urlopen(server.metrics_url).read().decode()
+        success = [
+            line for line in metrics.splitlines() if line.startswith("nv_inference_request_success{")
+        ]
+        assert success and float(success[0].split()[-1]) >= 5
