@@ -1,0 +1,98 @@
+"""The Lepton operator as a separate process against the e2e cluster, as `make operator` runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = Path(__file__).parent / ".cluster" / "logs"
+# Short source polling keeps the chained-resource tests quick; production default is 15 s.
+SOURCE_POLL_SECONDS = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """Start `python -m lepton_operator.main`; stop it on exit. Health and metrics on loopback."""
+
+    def __init__(self, kubeconfig: Path, log_name: str = "lepton-operator") -> None:
+        self.kubeconfig = kubeconfig
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.log_path = LOG_DIR / f"{log_name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LEPTON_SOURCE_POLL_SECONDS": SOURCE_POLL_SECONDS,
+            "LEPTON_BIND_ADDRESS": "127.0.0.1",
+            "LEPTON_METRICS_PORT": str(self.metrics_port),
+            "LEPTON_HEALTH_PORT": str(self.health_port),
+        }
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "lepton_operator.main"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"lepton-operator exited early; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"lepton-operator never became healthy; see {self.log_path}")
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
