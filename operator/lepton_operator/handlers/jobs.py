@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from lepton_operator import k8s
-from lepton_operator.api.compression import CompressionStatus, LeptonCompression
-from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus
+from lepton_operator.api.compression import (
+    CompressionResults,
+    CompressionStatus,
+    LeptonCompression,
+)
+from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus, TrainingResults
 from lepton_operator.builders.jobs import compression_job_name, training_job_name
 from lepton_operator.builders.meta import POOL_LABEL
 from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
@@ -67,10 +71,14 @@ def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None
         blocker,
     )
     results = previous.results if previous else None
-    summary = parse_summary(message, TrainSummary)
-    if core.phase == "Succeeded" and isinstance(summary, TrainSummary):
+    if core.phase == "Succeeded":
+        # User code may write no summary; its artifacts are still where the spec said.
+        summary = parse_summary(message, TrainSummary)
         layout = StorageLayout(settings().pvc_mount_root)
-        results = training_results(summary, job.spec.output.uri, layout)
+        if isinstance(summary, TrainSummary):
+            results = training_results(summary, job.spec.output.uri, layout)
+        elif results is None:  # keep what we read before the pods were cleaned up
+            results = TrainingResults(model_uri=job.spec.output.uri)
     resources = job.spec.resources
     holding = pytorchjob is not None and core.phase in ("Pending", "Running")
     status = TrainingJobStatus(
@@ -102,9 +110,13 @@ def refresh_compression_status(
         blocker,
     )
     results = previous.results if previous else None
-    summary = parse_summary(message, CompressSummary)
-    if core.phase == "Succeeded" and isinstance(summary, CompressSummary):
-        results = compression_results(summary, compression.spec.output.uri)
+    if core.phase == "Succeeded":
+        summary = parse_summary(message, CompressSummary)
+        output = compression.spec.output.uri
+        if isinstance(summary, CompressSummary):
+            results = compression_results(summary, output)
+        elif results is None:
+            results = CompressionResults(model_uri=output)
     status = CompressionStatus(
         phase=core.phase,
         conditions=core.conditions,
