@@ -70,6 +70,11 @@ class OperatorProcess:
                 time.sleep(0.5)
         raise RuntimeError(f"lepton-operator never became healthy; see {self.log_path}")
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:

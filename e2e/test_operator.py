@@ -18,6 +18,7 @@ import yaml
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import REPO_ROOT, OperatorProcess
 from e2e.waiting import wait_until
 from lepton_runtime.contract import CompressSummary, TrainSummary, Trial
@@ -106,37 +107,10 @@ def core(kube_api: ApiClient) -> Any:
 @pytest.fixture
 def volumes(core: Any, namespace: str) -> Iterator[None]:
     """The claims the samples' pvc:// URIs name, bound to hostPath volumes."""
-    created = []
-    for claim in ("datasets", "artifacts"):
-        pv = f"{namespace}-{claim}"
-        core.create_persistent_volume(
-            {
-                "metadata": {"name": pv},
-                "spec": {
-                    "capacity": {"storage": "10Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "hostPath": {"path": f"/tmp/lepton-e2e/{pv}"},
-                    "claimRef": {"namespace": namespace, "name": claim},
-                },
-            }
-        )
-        created.append(pv)
-        core.create_namespaced_persistent_volume_claim(
-            namespace,
-            {
-                "metadata": {"name": claim},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "10Gi"}},
-                },
-            },
-        )
+    created = create_bound_claims(core, namespace)
     yield
-    for pv in created:
-        core.delete_persistent_volume(pv)
+    for volume in created:
+        core.delete_persistent_volume(volume)
 
 
 def get(custom: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
