@@ -1,1 +1,1 @@
-"""Lepton runtime: the code inside Lepton pods (train, compress, package, serve), also run locally."""
+"""Lepton runtime: the code inside Lepton pods (train, compress, package, serve), also local."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from lepton_runtime.contract import (
     TrainConfig,
     load_config,
 )
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.termination import summary_json, write_termination_message
 
 log = logging.getLogger("lepton_runtime")
@@ -55,13 +56,14 @@ def execute(command: str, config_path: str, job: Callable[[BaseModel], BaseModel
         summary = job(config)
     except ValidationError as error:
         reason = _one_line(error)
-    except RuntimeFailure as error:
+    except JobError as error:
         reason = error.reason
     except (OSError, ValueError) as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
     else:
         write_termination_message(termination, summary_json(summary))
-        print(summary_json(summary))
+        if os.environ.get("RANK", "0") == "0":  # one copy on stdout under torchrun
+            print(summary_json(summary))
         return 0
     log.error("%s failed: %s", command, reason)
     write_termination_message(termination, reason)
@@ -69,7 +71,7 @@ def execute(command: str, config_path: str, job: Callable[[BaseModel], BaseModel
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from lepton_runtime import train
+    from lepton_runtime import train  # noqa: PLC0415 (torch loads only for the command run)
 
     def job(config: BaseModel) -> BaseModel:
         assert isinstance(config, TrainConfig)
@@ -79,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from lepton_runtime import compress
+    from lepton_runtime import compress  # noqa: PLC0415
 
     def job(config: BaseModel) -> BaseModel:
         assert isinstance(config, CompressConfig)
@@ -89,7 +91,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
-    from lepton_runtime import package
+    from lepton_runtime import package  # noqa: PLC0415
 
     def job(config: BaseModel) -> BaseModel:
         assert isinstance(config, PackageConfig)

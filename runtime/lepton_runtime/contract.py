@@ -8,6 +8,7 @@ without torch: pydantic and the standard library only. On the wire every field i
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -125,7 +126,6 @@ class DatasetSpec(ContractModel):
     """Random small shifts of the training images (better accuracy, same cost)."""
 
 
-
 class RuntimeOptions(ContractModel):
     """Where results and progress go; the same for every command."""
 
@@ -187,7 +187,6 @@ class TrainConfig(ContractModel):
     """Where the trained artifacts go: model.pt (state dict), model.ts (TorchScript), model.json."""
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
     """Termination message, metrics port, threads."""
-
 
 
 class TrainSummary(ContractModel):
@@ -254,6 +253,10 @@ class AccuracyGuard(ContractModel):
 ExportFormat = Literal["torchscript", "onnx"]
 
 
+def _torchscript_only() -> list[ExportFormat]:
+    return ["torchscript"]
+
+
 class CompressConfig(ContractModel):
     """Config of `python -m lepton_runtime compress`."""
 
@@ -269,7 +272,7 @@ class CompressConfig(ContractModel):
     """Post-training quantization applied after pruning."""
     accuracy_guard: AccuracyGuard = Field(default_factory=AccuracyGuard)
     """Maximum accuracy loss and number of trials."""
-    export_formats: list[ExportFormat] = Field(default_factory=lambda: ["torchscript"])
+    export_formats: list[ExportFormat] = Field(default_factory=_torchscript_only)
     """Formats written to the output (onnx only with quantization none)."""
     calibration_batches: int = Field(8, ge=1, le=1000)
     """Batches of training data used to calibrate static int8."""
@@ -395,9 +398,13 @@ class PackageConfig(ContractModel):
 
     @model_validator(mode="after")
     def _batch_sizes_fit(self) -> PackageConfig:
-        too_big = [b for b in self.dynamic_batching.preferred_batch_sizes if b > self.max_batch_size]
+        too_big = [
+            b for b in self.dynamic_batching.preferred_batch_sizes if b > self.max_batch_size
+        ]
         if too_big:
-            raise ValueError(f"preferredBatchSizes {too_big} exceed maxBatchSize {self.max_batch_size}")
+            raise ValueError(
+                f"preferredBatchSizes {too_big} exceed maxBatchSize {self.max_batch_size}"
+            )
         return self
 
 
@@ -425,8 +432,6 @@ class _Envelope(BaseModel):
 
 def load_config(path: str | Path, command: str) -> TrainConfig | CompressConfig | PackageConfig:
     """Read and validate a config file for `command`; the `kind` key may be omitted."""
-    import json
-
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict):
         raise ValueError("config must be a JSON object")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lepton_runtime import storage
 from lepton_runtime.contract import PackageConfig, PackageSummary
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import ONNX, TORCHSCRIPT, read_card
 from lepton_runtime.export.triton_config import TritonModelSpec, render_config
 
@@ -27,7 +27,7 @@ def run(config: PackageConfig) -> PackageSummary:
     card = read_card(config.model_uri)
     needed = ONNX if config.backend == "onnxruntime" else TORCHSCRIPT
     if needed not in card.files:
-        raise RuntimeFailure(
+        raise JobError(
             f"backend {config.backend} needs {needed}, but {config.model_uri} has {card.files}"
         )
     model_bytes = storage.read_bytes(storage.join(config.model_uri, needed))

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlparse
 
+import fsspec
+
 
 def local_path(uri: str) -> Path | None:
     """The local path behind `file://` URIs and plain paths; None for remote URIs."""
@@ -39,8 +41,8 @@ def atomic_local_file(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide artifacts from other users
-        os.replace(tmp_name, path)
+        Path(tmp_name).chmod(0o644)  # mkstemp's 0600 would hide artifacts from other users
+        Path(tmp_name).replace(path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -53,8 +55,6 @@ def write_bytes(uri: str, data: bytes) -> None:
         with atomic_local_file(path) as handle:
             handle.write(data)
         return
-    import fsspec
-
     with fsspec.open(uri, "wb") as handle:
         handle.write(data)
 
@@ -64,8 +64,6 @@ def read_bytes(uri: str) -> bytes:
     path = local_path(uri)
     if path is not None:
         return path.read_bytes()
-    import fsspec
-
     with fsspec.open(uri, "rb") as handle:
         data: bytes = handle.read()
         return data
@@ -76,7 +74,5 @@ def exists(uri: str) -> bool:
     path = local_path(uri)
     if path is not None:
         return path.exists()
-    import fsspec
-
     fs, _, paths = fsspec.get_fs_token_paths(uri)
     return bool(fs.exists(paths[0]))

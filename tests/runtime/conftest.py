@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("torch", reason="runtime tests need the [runtime] extra")
 
+from lepton_runtime import train
 from lepton_runtime.contract import (
     DatasetSpec,
     Hyperparameters,
@@ -49,8 +50,6 @@ def tiny_train_config(mnist_uri: str, out: Path, **overrides: object) -> TrainCo
 @pytest.fixture(scope="session")
 def trained(mnist_uri: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, TrainSummary]:
     """(artifact URI, summary) of a tiny LeptonNet trained on real digits."""
-    from lepton_runtime import train
-
     out = tmp_path_factory.mktemp("trained")
     summary = train.run(tiny_train_config(mnist_uri, out))
     return summary.model_uri, summary

@@ -27,7 +27,7 @@ from lepton_runtime.contract import (
     RuntimeOptions,
     TrainSummary,
 )
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
 from lepton_runtime.models import build_model
 
@@ -113,7 +113,7 @@ def test_no_trial_meeting_the_guard_fails_and_exports_nothing(
         pruning=PruningSpec(target_sparsity=0.99, steps=1, fine_tune_epochs=0),
         accuracy_guard=AccuracyGuard(max_accuracy_drop=0.0, max_trials=1),
     )
-    with pytest.raises(RuntimeFailure, match="no trial met the accuracy guard"):
+    with pytest.raises(JobError, match="no trial met the accuracy guard"):
         compress.run(config)
     assert not (tmp_path / "out").exists()
 

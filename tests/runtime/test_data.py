@@ -15,7 +15,7 @@ import pytest
 from lepton_runtime.contract import DatasetSpec
 from lepton_runtime.data import load_splits
 from lepton_runtime.data.idx import IdxError, decode_idx, encode_idx
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 
 pytestmark = pytest.mark.runtime
 
@@ -53,7 +53,7 @@ def test_synthetic_dataset_is_deterministic() -> None:
 
 
 def test_missing_dataset_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeFailure, match="train-images-idx3-ubyte"):
+    with pytest.raises(JobError, match="train-images-idx3-ubyte"):
         load_splits(DatasetSpec(uri=f"file://{tmp_path}"))
 
 
@@ -62,7 +62,7 @@ def test_corrupt_dataset_says_corrupt(tmp_path: Path, mnist_uri: str) -> None:
     for item in source.iterdir():
         (tmp_path / item.name).write_bytes(item.read_bytes())
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
-    with pytest.raises(RuntimeFailure, match="corrupt"):
+    with pytest.raises(JobError, match="corrupt"):
         load_splits(DatasetSpec(uri=f"file://{tmp_path}"))
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lepton_runtime.contract import LeptonNetSpec, MLPSpec, UserModelSpec
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.models import build_model, input_shape, spec_fingerprint
 
 pytestmark = pytest.mark.runtime
@@ -33,7 +33,7 @@ def test_mlp_and_user_models_build() -> None:
 
 
 def test_missing_user_model_is_a_runtime_failure() -> None:
-    with pytest.raises(RuntimeFailure, match="cannot import"):
+    with pytest.raises(JobError, match="cannot import"):
         build_model(UserModelSpec(factory="no_such_module:factory"))
 
 

@@ -24,7 +24,7 @@ from lepton_runtime.contract import (
     TrainSummary,
 )
 from lepton_runtime.data import load_splits
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_scripted
 from lepton_runtime.serve.local import LocalTritonServer
 
@@ -77,7 +77,10 @@ def test_repository_layout_and_config_parse(
                 "version": 3,
                 "backend": backend,
                 "maxBatchSize": 32,
-                "dynamicBatching": {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500},
+                "dynamicBatching": {
+                    "preferredBatchSizes": [8, 16],
+                    "maxQueueDelayMicroseconds": 500,
+                },
                 "instanceGroup": {"count": 2, "kind": "cpu"},
                 "repository": str(tmp_path),
             }
@@ -118,8 +121,10 @@ def test_unbatched_gpu_config_parses(trained: tuple[str, TrainSummary], tmp_path
 
 
 def test_package_refuses_missing_format(trained: tuple[str, TrainSummary], tmp_path: Path) -> None:
-    with pytest.raises(RuntimeFailure, match=r"model\.onnx"):
-        package.run(PackageConfig(model_uri=trained[0], backend="onnxruntime", repository=str(tmp_path)))
+    with pytest.raises(JobError, match=r"model\.onnx"):
+        package.run(
+            PackageConfig(model_uri=trained[0], backend="onnxruntime", repository=str(tmp_path))
+        )
 
 
 def test_real_triton_serves_correct_predictions(
@@ -159,6 +164,8 @@ def test_real_triton_serves_correct_predictions(
 
         metrics = urllib.request.urlopen(server.metrics_url).read().decode()
         success = [
-            line for line in metrics.splitlines() if line.startswith("nv_inference_request_success{")
+            line
+            for line in metrics.splitlines()
+            if line.startswith("nv_inference_request_success{")
         ]
         assert success and float(success[0].split()[-1]) >= 5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +43,7 @@ def _cli(config: dict[str, object], tmp_path: Path, *extra_env: tuple[str, str])
     env = {**os.environ, "PYTHONPATH": str(HELPERS), **dict(extra_env)}
     result = subprocess.run(
         [sys.executable, "-m", "lepton_runtime", "train", "--config", str(path)],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
@@ -124,10 +124,7 @@ def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:
     assert (ckpt / "checkpoint.pt").exists()
     saved_step = torch.load(ckpt / "checkpoint.pt", weights_only=True)["step"]
     assert saved_step > 0 and saved_step % 20 == 0
-    assert (
-        not list(ckpt.glob(".*.tmp")) or True
-    )  # a temp file may remain; never a partial checkpoint
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = TrainSummary.model_validate_json((tmp_path / "t").read_text())
     assert summary.resumed_from_step is not None and summary.resumed_from_step >= saved_step
@@ -193,10 +190,6 @@ def test_progress_is_scrapeable() -> None:
     assert "lepton_train_step 7.0" in body and "lepton_train_loss 0.25" in body
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
-    reason="torchrun missing",
-)
 def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
     config = TrainConfig(
         model=MLPSpec(hidden_sizes=[32]),
@@ -218,6 +211,7 @@ def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
             "--config",
             str(tmp_path / "c.json"),
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=180,

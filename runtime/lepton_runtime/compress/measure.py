@@ -9,7 +9,9 @@ import torch
 
 
 @torch.no_grad()
-def latency_ms(module: torch.nn.Module | torch.jit.ScriptModule, sample: torch.Tensor, runs: int = 50) -> float:
+def latency_ms(
+    module: torch.nn.Module | torch.jit.ScriptModule, sample: torch.Tensor, runs: int = 50
+) -> float:
     """Median batch-1 latency in milliseconds, after a few warm-up calls."""
     one = sample[:1]
     for _ in range(5):

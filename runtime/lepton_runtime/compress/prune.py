@@ -22,12 +22,14 @@ def prunable_modules(model: nn.Module, method: str) -> list[nn.Module]:
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
-    return module.weight.detach()  # type: ignore[union-attr,return-value]
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight.detach()
 
 
 def _global_unstructured_masks(modules: list[nn.Module], sparsity: float) -> list[torch.Tensor]:
     magnitudes = torch.cat([_weight(m).abs().flatten() for m in modules])
-    count = int(round(sparsity * magnitudes.numel()))
+    count = round(sparsity * magnitudes.numel())
     if count == 0:
         return [torch.ones_like(_weight(m)) for m in modules]
     threshold = torch.kthvalue(magnitudes, count).values
@@ -40,7 +42,7 @@ def _structured_masks(modules: list[nn.Module], sparsity: float) -> list[torch.T
     for module in modules:
         weight = _weight(module)
         norms = weight.abs().flatten(1).sum(1)
-        drop = min(int(round(sparsity * len(norms))), len(norms) - 1)
+        drop = min(round(sparsity * len(norms)), len(norms) - 1)
         mask = torch.ones_like(weight)
         if drop > 0:
             mask[torch.argsort(norms)[:drop]] = 0.0
@@ -59,14 +61,14 @@ def apply_sparsity(model: nn.Module, method: str, sparsity: float) -> None:
     else:
         masks = _global_unstructured_masks(modules, sparsity)
     for module, mask in zip(modules, masks, strict=True):
-        prune.custom_from_mask(module, "weight", mask)
+        prune.custom_from_mask(module, "weight", mask)  # type: ignore[no-untyped-call]
 
 
 def make_permanent(model: nn.Module) -> None:
     """Remove pruning re-parametrisations, leaving zeros in plain `weight` tensors."""
     for module in model.modules():
         if prune.is_pruned(module) and hasattr(module, "weight_orig"):
-            prune.remove(module, "weight")
+            prune.remove(module, "weight")  # type: ignore[no-untyped-call]
 
 
 def measure_sparsity(model: nn.Module, method: str = "l1-unstructured") -> float:

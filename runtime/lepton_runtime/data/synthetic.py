@@ -7,9 +7,11 @@ real learning without real data.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 def parse_synthetic_uri(uri: str) -> tuple[int, int, int]:
@@ -23,7 +25,7 @@ def parse_synthetic_uri(uri: str) -> tuple[int, int, int]:
 
 def make_synthetic(
     samples: int, classes: int, seed: int, offset: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """uint8 images [samples, 28, 28] and int64 labels; `offset` separates train from test."""
     prototypes = np.random.default_rng(seed).random((classes, 28, 28)) > 0.7
     rng = np.random.default_rng(seed + 1 + offset)

@@ -22,7 +22,7 @@ from torch import nn
 
 from lepton_runtime import storage
 from lepton_runtime.contract import ModelSpec
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.onnx import onnx_bytes
 from lepton_runtime.export.torchscript import (
     load_torchscript,
@@ -88,7 +88,7 @@ def write_artifacts(
         files.append(TORCHSCRIPT)
     if "onnx" in formats:
         if card.quantization not in ("none", "fp16"):
-            raise RuntimeFailure(f"onnx export does not support {card.quantization} models")
+            raise JobError(f"onnx export does not support {card.quantization} models")
         storage.write_bytes(storage.join(uri, ONNX), onnx_bytes(model, example_input(card)))
         files.append(ONNX)
     card = card.model_copy(update={"files": files})
@@ -97,14 +97,14 @@ def write_artifacts(
 
 
 def read_card(uri: str) -> ModelCard:
-    """The model card of an artifact directory; RuntimeFailure if it is missing or invalid."""
+    """The model card of an artifact directory; JobError if it is missing or invalid."""
     try:
         raw = json.loads(storage.read_bytes(storage.join(uri, CARD)))
         return ModelCard.model_validate(raw)
     except FileNotFoundError as error:
-        raise RuntimeFailure(f"no model artifact at {uri} ({CARD} missing)") from error
+        raise JobError(f"no model artifact at {uri} ({CARD} missing)") from error
     except ValueError as error:
-        raise RuntimeFailure(f"model card at {uri} is invalid: {error}") from error
+        raise JobError(f"model card at {uri} is invalid: {error}") from error
 
 
 def load_float_model(uri: str) -> tuple[nn.Module, ModelCard]:
@@ -119,9 +119,9 @@ def load_float_model(uri: str) -> tuple[nn.Module, ModelCard]:
         )
         model.load_state_dict(state)
     except FileNotFoundError as error:
-        raise RuntimeFailure(f"{uri} has no {STATE_DICT} (compressed artifacts lack one)") from error
+        raise JobError(f"{uri} has no {STATE_DICT} (compressed artifacts lack one)") from error
     except (RuntimeError, ValueError) as error:
-        raise RuntimeFailure(f"{uri}/{STATE_DICT} does not fit the model spec: {error}") from error
+        raise JobError(f"{uri}/{STATE_DICT} does not fit the model spec: {error}") from error
     model.eval()
     return model, card
 

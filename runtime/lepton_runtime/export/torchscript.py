@@ -22,7 +22,7 @@ def to_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptM
     model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(model, example, check_trace=False)
+        traced = torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-untyped-call]
     return traced  # type: ignore[no-any-return]
 
 
@@ -31,7 +31,7 @@ def torchscript_bytes(module: torch.jit.ScriptModule) -> bytes:
     raw = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(module, raw)  # type: ignore[no-untyped-call]
+        torch.jit.save(module, raw)
     packed = io.BytesIO()
     with (
         zipfile.ZipFile(io.BytesIO(raw.getvalue())) as source,

@@ -7,6 +7,7 @@ All requests of a dynamic batch run as one forward pass, which is what makes bat
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ class TritonPythonModel:
         gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
         torch.set_num_threads(int(os.environ.get("LEPTON_TORCH_THREADS", "1")))
-        path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
-        self.model = torch.jit.load(path, map_location=self.device).eval()
+        path = Path(args["model_repository"]) / args["model_version"] / "model.pt"
+        self.model = torch.jit.load(str(path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
 
     def execute(self, requests: list[object]) -> list[object]:
         """One forward pass over all requests, split back per request."""

@@ -13,7 +13,7 @@ import importlib
 from torch import nn
 
 from lepton_runtime.contract import LeptonNetSpec, MLPSpec, ModelSpec, UserModelSpec
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.models.leptonnet import LeptonNet
 from lepton_runtime.models.mlp import MLP
 
@@ -23,10 +23,10 @@ def _import_factory(spec: UserModelSpec) -> nn.Module:
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise RuntimeFailure(f"cannot import model factory {spec.factory}: {error}") from error
+        raise JobError(f"cannot import model factory {spec.factory}: {error}") from error
     model = factory(**spec.kwargs)
     if not isinstance(model, nn.Module):
-        raise RuntimeFailure(f"model factory {spec.factory} returned {type(model).__name__}")
+        raise JobError(f"model factory {spec.factory} returned {type(model).__name__}")
     return model
 
 

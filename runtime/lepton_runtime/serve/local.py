@@ -24,7 +24,9 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from lepton_runtime.errors import RuntimeFailure
+import pytriton
+
+from lepton_runtime.errors import JobError
 
 
 def free_port() -> int:
@@ -35,8 +37,6 @@ def free_port() -> int:
 
 
 def _pytriton_root() -> Path:
-    import pytriton
-
     return Path(pytriton.__file__).parent
 
 
@@ -51,7 +51,7 @@ def _backend_directory(workdir: Path) -> Path:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
-        raise RuntimeFailure(f"nvidia-pytriton has no python-backend stub for Python {version}")
+        raise JobError(f"nvidia-pytriton has no python-backend stub for Python {version}")
     shutil.copy(stub, target / "triton_python_backend_stub")
     return workdir / "backends"
 
@@ -153,7 +153,7 @@ class LocalTritonServer:
             if self._process.poll() is not None:
                 tail = " | ".join(self.logs().strip().splitlines()[-5:])
                 self.stop()
-                raise RuntimeFailure(f"tritonserver exited ({self._process.returncode}): {tail}")
+                raise JobError(f"tritonserver exited ({self._process.returncode}): {tail}")
             try:
                 with urllib.request.urlopen(ready, timeout=1) as response:
                     if response.status == 200:
@@ -162,7 +162,7 @@ class LocalTritonServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeFailure(f"tritonserver not ready after {self.startup_timeout:.0f}s")
+        raise JobError(f"tritonserver not ready after {self.startup_timeout:.0f}s")
 
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL) and remove its work directory."""

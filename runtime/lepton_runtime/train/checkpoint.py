@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.storage import atomic_local_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -53,7 +53,7 @@ def save_checkpoint(directory: str, state: TrainState) -> Path:
 
 
 def load_checkpoint(directory: str, fingerprint: str) -> TrainState | None:
-    """The saved state, None when there is none; RuntimeFailure if unusable."""
+    """The saved state, None when there is none; JobError if unusable."""
     path = checkpoint_path(directory)
     if not path.exists():
         return None
@@ -61,9 +61,9 @@ def load_checkpoint(directory: str, fingerprint: str) -> TrainState | None:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         state = TrainState(**raw)
     except Exception as error:
-        raise RuntimeFailure(f"checkpoint {path} cannot be read: {error}") from error
+        raise JobError(f"checkpoint {path} cannot be read: {error}") from error
     if state.fingerprint != fingerprint:
-        raise RuntimeFailure(
+        raise JobError(
             f"checkpoint {path} belongs to a different model "
             f"(fingerprint {state.fingerprint}, expected {fingerprint}); "
             "use a new checkpoint dir or set checkpoint.resume=false"

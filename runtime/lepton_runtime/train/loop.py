@@ -10,12 +10,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from lepton_runtime.data.sources import Split
-from lepton_runtime.errors import RuntimeFailure
+from lepton_runtime.errors import JobError
 from lepton_runtime.train.distributed import DistContext
 
 
 def shard_batches(
-    split: Split, batch_size: int, ctx: DistContext, seed: int, epoch: int, skip: int = 0
+    split: Split, batch_size: int, ctx: DistContext, *, seed: int, epoch: int, skip: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's batches of one epoch, like DistributedSampler(shuffle=True, drop_last=True).
 
@@ -57,10 +57,11 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     labels: torch.Tensor,
+    *,
     autocast: Callable[[], torch.autocast] | None,
     step: int,
 ) -> float:
-    """One optimiser step; raises RuntimeFailure when the loss or gradients stop being finite.
+    """One optimiser step; raises JobError when the loss or gradients stop being finite.
 
     The check uses the gradient norm, which DDP has already all-reduced: every rank sees the
     same value and fails at the same step, so no rank is left waiting in a collective.
@@ -75,9 +76,7 @@ def train_step(
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1e6)
     value = float(loss.detach())
     if not math.isfinite(value) or not math.isfinite(float(grad_norm)):
-        raise RuntimeFailure(
-            f"loss is not finite at step {step} (loss={value}); lower the learning rate"
-        )
+        raise JobError(f"loss is not finite at step {step} (loss={value}); lower the learning rate")
     optimizer.step()
     return value
 

@@ -15,9 +15,13 @@ class Progress:
         prefix = f"lepton_{job}"
         self.epoch = Gauge(f"{prefix}_epoch", "Current epoch (from 1)", registry=self.registry)
         self.step = Gauge(f"{prefix}_step", "Optimizer steps done", registry=self.registry)
-        self.loss = Gauge(f"{prefix}_loss", "Training loss of the last step", registry=self.registry)
+        self.loss = Gauge(
+            f"{prefix}_loss", "Training loss of the last step", registry=self.registry
+        )
         self.samples_per_second = Gauge(
-            f"{prefix}_samples_per_second", "Training throughput, all workers", registry=self.registry
+            f"{prefix}_samples_per_second",
+            "Training throughput, all workers",
+            registry=self.registry,
         )
         self.accuracy = Gauge(
             f"{prefix}_accuracy", "Test accuracy after the last epoch", registry=self.registry

@@ -23,7 +23,13 @@ from lepton_runtime.train.checkpoint import (
     save_checkpoint,
 )
 from lepton_runtime.train.distributed import DistContext, init_distributed, shutdown_distributed
-from lepton_runtime.train.loop import augment, batches_per_epoch, evaluate, shard_batches, train_step
+from lepton_runtime.train.loop import (
+    augment,
+    batches_per_epoch,
+    evaluate,
+    shard_batches,
+    train_step,
+)
 from lepton_runtime.train.optim import make_optimizer, make_schedule
 from lepton_runtime.train.progress import Progress
 
@@ -37,9 +43,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast_factory(
-    ctx: DistContext, enabled: bool
-) -> Callable[[], torch.autocast] | None:
+def _autocast_factory(ctx: DistContext, enabled: bool) -> Callable[[], torch.autocast] | None:
     if not enabled or ctx.device.type != "cuda":
         return None
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -100,7 +104,12 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
             losses: list[float] = []
             generator = torch.Generator().manual_seed(hp.seed * 7919 + state.epoch * 31 + ctx.rank)
             batches = shard_batches(
-                train_split, hp.batch_size, ctx, hp.seed, state.epoch, skip=state.batch_in_epoch
+                train_split,
+                hp.batch_size,
+                ctx,
+                seed=hp.seed,
+                epoch=state.epoch,
+                skip=state.batch_in_epoch,
             )
             for images, labels in batches:
                 inputs = augment(images, generator) if config.dataset.augment else images
@@ -109,8 +118,8 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
                     optimizer,
                     inputs.to(ctx.device, non_blocking=True),
                     labels.to(ctx.device, non_blocking=True),
-                    autocast,
-                    state.step,
+                    autocast=autocast,
+                    step=state.step,
                 )
                 schedule.step()
                 losses.append(loss)
@@ -146,7 +155,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     finally:
         progress.close()
 
-    accuracy = state.accuracy_history[-1] if state.accuracy_history else evaluate(model, test_split, ctx)
+    accuracy = (
+        state.accuracy_history[-1] if state.accuracy_history else evaluate(model, test_split, ctx)
+    )
     if ctx.is_main:
         card = make_card(config.model, model, metrics={"accuracy": accuracy})
         write_artifacts(config.output_uri, card, model)

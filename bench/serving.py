@@ -1,0 +1,146 @@
+"""Serving benchmark: the real Triton server with and without dynamic batching.
+
+    python -m bench.serving          (uses bench.compression's best model, else the trained one)
+
+Eight concurrent gRPC clients each send single-image requests for a fixed time. The same model
+is served twice: dynamic batching on (requests merged into one forward pass) and off (one
+request per forward pass). The in-process TorchScript throughput at batch 1 is the baseline of
+what a single Python process gets without any server.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import tritonclient.grpc as grpcclient
+
+from bench.common import cache_dir, mnist_uri, report
+from lepton_runtime import package
+from lepton_runtime.contract import DatasetSpec, PackageConfig
+from lepton_runtime.data import load_splits
+from lepton_runtime.export.artifacts import load_scripted
+from lepton_runtime.serve.local import LocalTritonServer
+
+CONCURRENCY = 8
+SECONDS = 10.0
+WARMUP_SECONDS = 1.0
+
+
+def model_uri() -> str:
+    """The compressed model if bench.compression ran, else the trained float model."""
+    for candidate in (cache_dir() / "compressed" / "best", cache_dir() / "leptonnet-mnist"):
+        if (candidate / "model.json").exists():
+            return str(candidate)
+    raise SystemExit("run `python -m bench.training` first (no trained model in the cache)")
+
+
+def _client_loop(url: str, images: np.ndarray, stop: float, latencies: list[float]) -> None:
+    client = grpcclient.InferenceServerClient(url)
+    index = 0
+    while time.perf_counter() < stop:
+        request = grpcclient.InferInput("INPUT__0", [1, 1, 28, 28], "FP32")
+        request.set_data_from_numpy(images[index % len(images)][None])
+        started = time.perf_counter()
+        client.infer("mnist", [request])
+        latencies.append(time.perf_counter() - started)
+        index += 1
+    client.close()
+
+
+def load_test(server: LocalTritonServer, images: np.ndarray) -> dict[str, float]:
+    """Throughput and latency percentiles of CONCURRENCY closed-loop clients."""
+    warm: list[float] = []
+    _client_loop(server.grpc_url, images, time.perf_counter() + WARMUP_SECONDS, warm)
+    per_thread: list[list[float]] = [[] for _ in range(CONCURRENCY)]
+    stop = time.perf_counter() + SECONDS
+    threads = [
+        threading.Thread(target=_client_loop, args=(server.grpc_url, images, stop, latencies))
+        for latencies in per_thread
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for chunk in per_thread for x in chunk)
+    return {
+        "throughput": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "requests": len(latencies),
+    }
+
+
+def serve_and_measure(uri: str, batching: bool, images: np.ndarray) -> dict[str, float]:
+    """Package the model with or without the dynamic batcher, serve it, load-test it."""
+    with tempfile.TemporaryDirectory(prefix="lepton-bench-") as repo:
+        package.run(
+            PackageConfig.model_validate(
+                {
+                    "modelUri": uri,
+                    "modelName": "mnist",
+                    "backend": "python",
+                    "maxBatchSize": 64,
+                    "dynamicBatching": {
+                        "enabled": batching,
+                        "preferredBatchSizes": [CONCURRENCY],
+                        "maxQueueDelayMicroseconds": 2000,
+                    },
+                    "repository": repo,
+                    "runtime": {"terminationMessagePath": str(Path(repo) / "t")},
+                }
+            )
+        )
+        with LocalTritonServer(repo) as server:
+            return load_test(server, images)
+
+
+def torch_inprocess(uri: str, images: np.ndarray) -> float:
+    """Batch-1 requests per second of the same TorchScript model called in-process."""
+    torch.set_num_threads(1)
+    model = load_scripted(uri)
+    tensors = [torch.from_numpy(image[None]) for image in images]
+    with torch.inference_mode():
+        for tensor in tensors[:20]:
+            model(tensor)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 3.0:
+            model(tensors[count % len(tensors)])
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    """Run and report."""
+    uri = model_uri()
+    _, test = load_splits(DatasetSpec(uri=mnist_uri(), test_limit=256))
+    images = test.images.numpy()
+    batched = serve_and_measure(uri, True, images)
+    unbatched = serve_and_measure(uri, False, images)
+    figures: dict[str, Any] = {
+        "model_uri": uri,
+        "concurrency": CONCURRENCY,
+        "seconds_per_run": SECONDS,
+        "throughput_batching": batched["throughput"],
+        "throughput_no_batching": unbatched["throughput"],
+        "batching_gain": batched["throughput"] / unbatched["throughput"],
+        "p50_ms": batched["p50_ms"],
+        "p99_ms": batched["p99_ms"],
+        "p50_ms_no_batching": unbatched["p50_ms"],
+        "p99_ms_no_batching": unbatched["p99_ms"],
+        "torch_inprocess_throughput": torch_inprocess(uri, images),
+        "protocol": "gRPC, one 1x1x28x28 image per request, python backend, 1 instance",
+    }
+    report("serving", figures)
+
+
+if __name__ == "__main__":
+    main()
