@@ -65,7 +65,13 @@ def main() -> None:
     """Run and report."""
     uri = mnist_uri()
     source = source_model(uri)
-    pruning = {"method": "l1-unstructured", "targetSparsity": 0.9, "steps": 3, "fineTuneEpochs": 1}
+    pruning = {
+        "method": "l1-unstructured",
+        "targetSparsity": 0.9,
+        "steps": 4,
+        "fineTuneEpochs": 2,
+        "learningRate": 0.001,
+    }
     best = _compress(source, uri, "best", pruning, "static-int8")
     prune_only = _compress(source, uri, "prune-only", pruning, "none")
     int8_only = _compress(source, uri, "int8-only", {"method": "none"}, "static-int8")

@@ -75,7 +75,7 @@ def test_schedule_and_trial_plan_back_off() -> None:
     plans = plan_trials(
         PruningSpec(target_sparsity=0.9), "static-int8", AccuracyGuard(max_trials=4)
     )
-    assert [p.sparsity for p in plans] == [0.9, 0.6, 0.3, 0.3]
+    assert [p.sparsity for p in plans] == [0.9, 0.85, 0.775, 0.775]
     assert [p.quantization for p in plans] == ["static-int8"] * 3 + ["none"]
     relative = AccuracyGuard(max_accuracy_drop=0.01, mode="relative")
     assert verdict(0.9, 0.895, relative)[0] and not verdict(0.9, 0.89, relative)[0]

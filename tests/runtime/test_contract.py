@@ -38,7 +38,7 @@ def test_train_config_round_trips_camel_case() -> None:
 
 
 def test_python_names_are_accepted_too() -> None:
-    config = TrainConfig(dataset={"uri": "synthetic://mnist"}, output_uri="/tmp/out")  # type: ignore[arg-type]
+    config = TrainConfig(dataset={"uri": "synthetic://mnist"}, output_uri="/tmp/out")
     assert config.model.name == "leptonnet"
     assert isinstance(MLPSpec(hidden_sizes=[8]).hidden_sizes, list)
 

@@ -116,7 +116,7 @@ def test_unbatched_gpu_config_parses(trained: tuple[str, TrainSummary], tmp_path
     assert list(config.input[0].dims) == [-1, 1, 28, 28]
     assert not config.HasField("dynamic_batching")
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
-    libtorch = torch.jit.load(str(tmp_path / "model" / "1" / "model.pt"))
+    libtorch = torch.jit.load(str(tmp_path / "model" / "1" / "model.pt"))  # type: ignore[no-untyped-call]
     assert tuple(libtorch(torch.rand(2, 1, 28, 28)).shape) == (2, 10)
 
 

@@ -57,6 +57,8 @@ def fine_tune(
         return
     net: nn.Module = DistributedDataParallel(model) if ctx.distributed else model
     optimizer = torch.optim.Adam(net.parameters(), lr=pruning.learning_rate)
+    # Linear decay to zero: the round ends in a settled minimum for the next pruning step.
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
     net.train()
     done, epoch = 0, 0
     while done < steps:
@@ -70,6 +72,7 @@ def fine_tune(
                 autocast=None,
                 step=done,
             )
+            decay.step()
             done += 1
             if done >= steps:
                 break
