@@ -34,12 +34,13 @@ def print_problems(results: list[ManifestProblems], console: Console) -> None:
     for result in results:
         where = escape(result.manifest.where)
         if not result.errors:
-            console.print(f"[green]ok[/green] {where}")
+            console.print(f"[green]ok[/green] {where}", soft_wrap=True)
             continue
         for error in result.errors:
             console.print(
                 f"[red]error[/red] {where}: [bold]{escape(error.path)}[/bold]: "
-                f"{escape(error.message)}"
+                f"{escape(error.message)}",
+                soft_wrap=True,
             )
 
 
