@@ -243,6 +243,9 @@ def test_metrics_off_means_port_zero_and_no_service() -> None:
 def test_service_monitor_only_where_prometheus_operator_is_installed() -> None:
     values = {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}}
     assert not list(of_kind(render(values), "ServiceMonitor"))
+    # Argo CD passes the cluster's group/versions only; `helm install` also passes the kinds.
+    argocd_style = render(values, "--api-versions", "monitoring.coreos.com/v1")
+    assert len(list(of_kind(argocd_style, "ServiceMonitor"))) == 1
     documents = render(values, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
     monitor = only(documents, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"

@@ -123,3 +123,13 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
   verbs: [list, watch]
 {{- end }}
 {{- end }}
+
+{{/*
+Does the cluster serve prometheus-operator's ServiceMonitor? `helm install` sees both the
+group/version and group/version/Kind forms; Argo CD passes group/versions only.
+*/}}
+{{- define "lepton-operator.hasServiceMonitor" -}}
+{{- if or (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}
+true
+{{- end }}
+{{- end }}
