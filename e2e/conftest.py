@@ -1,0 +1,80 @@
+"""Session fixtures: one real control plane (see e2e/cluster.py) shared by every e2e test.
+
+Other e2e tests use it like this::
+
+    @pytest.mark.e2e
+    def test_something(kube_api: ApiClient, kubeconfig_path: Path) -> None:
+        CoreV1Api(kube_api).list_node()
+        subprocess.run([...], env={**os.environ})   # KUBECONFIG already points at the cluster
+
+The session starts the cluster on first use (building any missing binary; the first build on a
+machine takes tens of minutes) and stops it at the end. A cluster already started with
+`make cluster-up` is reused and left running. LEPTON_E2E_KEEP_CLUSTER=1 keeps the one the session
+started, for a look around after a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api
+
+from e2e import cluster
+from e2e.waiting import wait_until
+
+
+@pytest.fixture(scope="session")
+def kubeconfig_path() -> Iterator[Path]:
+    """Admin kubeconfig of the running cluster; also exported as $KUBECONFIG for the session."""
+    started_here = cluster.running() is None
+    cluster.up()
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(cluster.KUBECONFIG)
+    try:
+        yield cluster.KUBECONFIG
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
+        if started_here and os.environ.get("LEPTON_E2E_KEEP_CLUSTER") != "1":
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
+def kube_api(kubeconfig_path: Path) -> Iterator[ApiClient]:
+    """A Kubernetes ApiClient for the cluster (not installed as the client's global default)."""
+    api = cluster.api_client(kubeconfig_path)
+    try:
+        yield api
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def namespace(kube_api: ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (its objects go with it)."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core: Any = CoreV1Api(kube_api)  # models are Optional everywhere; read them as Any
+    core.create_namespace({"metadata": {"name": name}})
+    # Pods are refused until the controller manager has made the namespace's ServiceAccount.
+    wait_until(
+        f"ServiceAccount default in {name}",
+        lambda: any(
+            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+        ),
+    )
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+        # Wait for it to be gone, so that its pods' GPUs are free again for the next test.
+        wait_until(
+            f"namespace {name} deleted",
+            lambda: name not in {ns.metadata.name for ns in core.list_namespace().items},
+        )

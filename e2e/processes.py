@@ -1,0 +1,163 @@
+"""Start, watch and stop the control plane's processes, remembered through pid files.
+
+The components outlive the `cluster-up` command that starts them, so their pids are written to
+``<state>/pids/<component>.pid``; `down()` (or the next `up()` after a killed run) reads them back.
+A pid is only signalled when its /proc cmdline still names the binary we started, so a recycled pid
+never hits an unrelated process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Log phrases that mean "a port was taken", in Go's and etcd's wording.
+_PORT_IN_USE = ("address already in use", "bind: address already in use")
+
+
+class ComponentError(RuntimeError):
+    """A component could not start or exited early; the message names it and its log."""
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A process we started, as remembered in its pid file."""
+
+    name: str
+    pid: int
+    binary: str
+    log: Path
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_tail(log: Path, lines: int = 12) -> str:
+    if not log.exists():
+        return "(no log written)"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _pid_dir(state: Path) -> Path:
+    return state / "pids"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def is_alive(proc: Managed) -> bool:
+    # A zombie still has a cmdline of "" once reaped by nobody; treat it as gone.
+    status = Path(f"/proc/{proc.pid}/status")
+    try:
+        if "State:\tZ" in status.read_text():
+            return False
+    except OSError:
+        return False
+    return proc.binary in _cmdline(proc.pid)
+
+
+def start(
+    state: Path,
+    name: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+) -> Managed:
+    """Start one component detached from our session, logging to <state>/logs/<name>.log."""
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _pid_dir(state).mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    with log.open("w") as out:
+        # A new session: the component survives the `cluster-up` command and ^C in its shell.
+        popen = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    proc = Managed(name, popen.pid, args[0], log)
+    # Popen can return while the child still runs our interpreter image (vfork before exec);
+    # wait until /proc shows the component, so that is_alive() never mistakes it for dead.
+    deadline = time.monotonic() + 5
+    while args[0] not in _cmdline(popen.pid) and popen.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    (_pid_dir(state) / f"{name}.pid").write_text(f"{popen.pid}\n{args[0]}\n")
+    return proc
+
+
+def recorded(state: Path) -> list[Managed]:
+    """Every process that a pid file remembers, in start order."""
+    pid_dir = _pid_dir(state)
+    if not pid_dir.is_dir():
+        return []
+    procs = []
+    for pid_file in sorted(pid_dir.glob("*.pid"), key=lambda p: p.stat().st_mtime):
+        pid_text, _, binary = pid_file.read_text().partition("\n")
+        name = pid_file.stem
+        procs.append(Managed(name, int(pid_text), binary.strip(), state / "logs" / f"{name}.log"))
+    return procs
+
+
+def check_running(proc: Managed) -> None:
+    """Raise a ComponentError naming the component and its log if it is no longer running."""
+    if is_alive(proc):
+        return
+    _reap(proc.pid)
+    tail = log_tail(proc.log)
+    reason = "exited early"
+    if any(phrase in tail for phrase in _PORT_IN_USE):
+        reason = "could not bind its port (address already in use)"
+    raise ComponentError(f"{proc.name} {reason}; log: {proc.log}\n{tail}")
+
+
+def _reap(pid: int) -> None:
+    # Our own children turn into zombies until waited for; others are not ours to wait on.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_all(state: Path, grace_seconds: float = 10.0) -> list[str]:
+    """SIGTERM every recorded process (newest first), SIGKILL stragglers; returns names stopped."""
+    procs = list(reversed(recorded(state)))
+    stopped = []
+    for proc in procs:
+        if is_alive(proc):
+            os.kill(proc.pid, signal.SIGTERM)
+            stopped.append(proc.name)
+    deadline = time.monotonic() + grace_seconds
+    for proc in procs:
+        while is_alive(proc) and time.monotonic() < deadline:
+            _reap(proc.pid)
+            time.sleep(0.1)
+        if is_alive(proc):
+            os.kill(proc.pid, signal.SIGKILL)
+        _reap(proc.pid)
+    for pid_file in _pid_dir(state).glob("*.pid"):
+        pid_file.unlink()
+    return stopped
