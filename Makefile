@@ -35,8 +35,26 @@ crds: ## regenerate crds/ (and the chart's copy) from the API models
 unit: ## fast tests only (no control plane)
 	$(PY) -m pytest tests
 
-test: lint typecheck imports ## every gate, then the whole test suite (unit, runtime, e2e)
+test: lint typecheck imports cluster-bins ## every gate, then the whole test suite (unit, runtime, e2e)
 	$(PY) -m pytest
+
+# --- local control plane for e2e tests (e2e/, docs/control-plane.md) ---------------------------
+.PHONY: cluster-bins cluster-up cluster-down cluster-status e2e
+
+cluster-bins: ## build the missing control-plane binaries from Go modules into $(LEPTON_CACHE)/bin
+	$(PY) -m e2e.build
+
+cluster-up: cluster-bins ## start the local control plane with kwok GPU pools (e2e/.cluster/kubeconfig)
+	$(PY) -m e2e.cluster up
+
+cluster-down: ## stop the local control plane and delete its state
+	$(PY) -m e2e.cluster down
+
+cluster-status: ## is the local control plane up? endpoints and memory per component
+	$(PY) -m e2e.cluster status
+
+e2e: cluster-bins ## the end-to-end tests only (starts and stops their own cluster)
+	$(PY) -m pytest -m e2e e2e
 
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
 .PHONY: data bench
