@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +155,47 @@ def test_dynamic_int8_mlp_and_onnx_export(mnist_uri: str, tmp_path: Path) -> Non
     (onnx_logits,) = session.run(None, {"INPUT__0": x})
     ts_logits = load_scripted(str(tmp_path / "onnx"))(torch.from_numpy(x)).detach().numpy()
     assert np.allclose(onnx_logits, ts_logits, atol=1e-4)
+
+
+def test_structured_compression_and_fp16(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    source, _ = trained
+    summary = compress.run(
+        _config(
+            source,
+            tmp_path / "out",
+            mnist_uri,
+            pruning=PruningSpec(method="l1-structured", target_sparsity=0.25, steps=1),
+            quantization="fp16",
+            accuracy_guard=AccuracyGuard(max_accuracy_drop=0.3, max_trials=1),
+        )
+    )
+    assert summary.quantization == "fp16"
+    assert summary.sparsity == pytest.approx(0.25, abs=0.06)
+    scripted = load_scripted(str(tmp_path / "out"))
+    assert scripted(torch.rand(2, 1, 28, 28)).dtype == torch.float32
+
+
+def test_cli_reports_guard_failure(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    config = _config(
+        trained[0],
+        tmp_path / "out",
+        mnist_uri,
+        pruning=PruningSpec(target_sparsity=0.99, steps=1, fine_tune_epochs=0),
+        accuracy_guard=AccuracyGuard(max_accuracy_drop=0.0, max_trials=1),
+    )
+    (tmp_path / "c.json").write_text(config.to_wire())
+    result = subprocess.run(
+        [sys.executable, "-m", "lepton_runtime", "compress", "--config", str(tmp_path / "c.json")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1
+    message = (tmp_path / "t").read_text()
+    assert message.startswith("no trial met the accuracy guard") and "\n" not in message
+    assert not (tmp_path / "out").exists()

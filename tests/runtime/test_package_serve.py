@@ -101,6 +101,7 @@ def test_repository_layout_and_config_parse(
     assert config.model_warmup[0].inputs["INPUT__0"].zero_data
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_unbatched_gpu_config_parses(trained: tuple[str, TrainSummary], tmp_path: Path) -> None:
     summary = package.run(
         PackageConfig(

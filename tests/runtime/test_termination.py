@@ -1,0 +1,33 @@
+"""The termination message stays parseable under Kubernetes' 4 KiB limit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lepton_runtime.contract import TrainSummary
+from lepton_runtime.termination import MAX_BYTES, summary_json, write_termination_message
+
+
+def test_long_histories_are_trimmed_first() -> None:
+    summary = TrainSummary(
+        accuracy=0.99,
+        loss=0.01,
+        epochs=500,
+        steps=10,
+        samples_per_second=1.0,
+        world_size=1,
+        model_uri="/m",
+        loss_history=[0.123456789] * 500,
+        epoch_seconds=[1.23456789] * 500,
+    )
+    text = summary_json(summary)
+    assert len(text.encode()) <= MAX_BYTES
+    data = json.loads(text)
+    assert data["accuracy"] == 0.99 and "epochSeconds" not in data
+
+
+def test_unwritable_path_does_not_fail(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    write_termination_message(str(blocker / "sub" / "termination"), "reason")
