@@ -22,6 +22,7 @@ from lepton_runtime.compress.trials import plan_trials, verdict
 from lepton_runtime.contract import (
     AccuracyGuard,
     CompressConfig,
+    CompressSummary,
     DatasetSpec,
     LeptonNetSpec,
     MLPSpec,
@@ -199,3 +200,37 @@ def test_cli_reports_guard_failure(
     message = (tmp_path / "t").read_text()
     assert message.startswith("no trial met the accuracy guard") and "\n" not in message
     assert not (tmp_path / "out").exists()
+
+
+def test_compress_fine_tunes_with_ddp_under_torchrun(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    config = _config(
+        trained[0],
+        tmp_path / "out",
+        mnist_uri,
+        pruning=PruningSpec(target_sparsity=0.5, steps=2, fine_tune_epochs=0.5),
+        accuracy_guard=AccuracyGuard(max_accuracy_drop=0.2, max_trials=1),
+    )
+    (tmp_path / "c.json").write_text(config.to_wire())
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    result = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "lepton_runtime",
+            "compress",
+            "--config",
+            str(tmp_path / "c.json"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = CompressSummary.model_validate_json((tmp_path / "t").read_text())
+    assert summary.sparsity == pytest.approx(0.5, abs=0.01)
+    assert (tmp_path / "out" / "model.ts").stat().st_size == summary.size_bytes_after

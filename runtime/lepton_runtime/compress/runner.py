@@ -145,9 +145,13 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
     train, test = load_splits(config.dataset)
     torch.manual_seed(config.seed)
     baseline_scripted, baseline_packed = _shipped(baseline, card)
-    baseline_size = len(baseline_packed)
-    baseline_accuracy = evaluate(baseline_scripted, test)
-    baseline_latency = latency_ms(baseline_scripted, test.images)
+    baseline_size, baseline_accuracy, baseline_latency = ctx.broadcast_from_main(
+        (
+            len(baseline_packed),
+            evaluate(baseline_scripted, test),
+            latency_ms(baseline_scripted, test.images),
+        )
+    )
     progress.accuracy.set(baseline_accuracy)
     log.info(
         "baseline: accuracy %.4f, %d bytes, %.3f ms",
@@ -164,10 +168,11 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         candidate = run_trial(
             index, plan, baseline=baseline, card=card, data=(train, test), config=config, ctx=ctx
         )
-        passes, reason = verdict(baseline_accuracy, candidate.trial.accuracy, config.accuracy_guard)
-        trial = candidate.trial.model_copy(
+        measured = ctx.broadcast_from_main(candidate.trial)
+        passes, reason = verdict(baseline_accuracy, measured.accuracy, config.accuracy_guard)
+        trial = measured.model_copy(
             update={
-                "accuracy_drop": baseline_accuracy - candidate.trial.accuracy,
+                "accuracy_drop": baseline_accuracy - measured.accuracy,
                 "kept": passes,
                 "reason": ("kept: " if passes else "dropped: ") + reason,
             }
@@ -198,6 +203,7 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         update={
             "quantization": final.quantization,
             "sparsity": final.sparsity,
+            "files": [],
             "metrics": {"accuracy": final.accuracy, "baselineAccuracy": baseline_accuracy},
         }
     )
@@ -211,7 +217,7 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
             formats=tuple(config.export_formats),
             packed_torchscript=kept.packed,
         )
-    ctx.barrier()
+    files = ctx.broadcast_from_main(written.files)
     return CompressSummary(
         baseline_accuracy=baseline_accuracy,
         final_accuracy=final.accuracy,
@@ -223,5 +229,5 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         quantization=final.quantization,
         trials=trials,
         model_uri=config.output_uri,
-        formats=written.files,
+        formats=files,
     )

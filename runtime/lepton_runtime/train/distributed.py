@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class DistContext:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return [float(v) for v in tensor.tolist()]
+
+    def broadcast_from_main(self, value: T) -> T:
+        """Rank 0's `value` on every rank: one decision, even where ranks measured differently
+        (latency, or TorchScript name mangling that shifts archive sizes by a few bytes)."""
+        if not self.distributed:
+            return value
+        holder: list[object] = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]  # type: ignore[return-value]
 
     def barrier(self) -> None:
         """Wait for every rank (no-op in a single process)."""
