@@ -145,10 +145,13 @@ def binary(name: str) -> Path:
     return component(name).binary
 
 
-def _go() -> str:
+def _go(comp: Component) -> str:
     go = shutil.which("go")
     if go is None:
-        raise BuildError("no Go toolchain on PATH: install Go >= 1.24 to build the control plane")
+        raise BuildError(
+            f"{comp.name} {comp.version}: no Go toolchain on PATH (Go >= 1.24 builds it from "
+            f"{comp.module})"
+        )
     return go
 
 
@@ -200,7 +203,7 @@ def _prepare_scratch(go: str, comp: Component, log: Path) -> Path:
     lines += [f"replace {r}" for r in replaces]
     (scratch / "go.mod").write_text("\n".join(lines) + "\n")
     # A tools file makes `go mod tidy` record every package of the module we build from it.
-    packages = [c.package for c in COMPONENTS if c.module == comp.module]
+    packages = sorted({comp.package} | {c.package for c in COMPONENTS if c.module == comp.module})
     imports = "\n".join(f'\t_ "{p}"' for p in packages)
     (scratch / "tools.go").write_text(
         f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
@@ -212,7 +215,7 @@ def _prepare_scratch(go: str, comp: Component, log: Path) -> Path:
 
 def build(comp: Component) -> float:
     """Compile one component into the cache; returns the seconds it took."""
-    go = _go()
+    go = _go(comp)
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     bin_dir().mkdir(parents=True, exist_ok=True)

@@ -131,8 +131,18 @@ def check_running(proc: Managed) -> None:
     _reap(proc.pid)
     tail = log_tail(proc.log)
     reason = "exited early"
-    if any(phrase in tail for phrase in _PORT_IN_USE):
+    bind_errors = (
+        [
+            line
+            for line in proc.log.read_text(errors="replace").splitlines()
+            if any(phrase in line for phrase in _PORT_IN_USE)
+        ]
+        if proc.log.exists()
+        else []
+    )
+    if bind_errors:
         reason = "could not bind its port (address already in use)"
+        tail = bind_errors[0]
     raise ComponentError(f"{proc.name} {reason}; log: {proc.log}\n{tail}")
 
 
