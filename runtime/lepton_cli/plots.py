@@ -1,0 +1,106 @@
+"""PNG plots of a run: how training converged, and what each compression trial traded.
+
+Matplotlib's Agg backend renders to files without a display, so plots work over SSH and in CI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from lepton_cli.results import CompressionOutcome, TrainingOutcome
+
+LOSS_PLOT = "training-loss.png"
+TRADEOFF_PLOT = "compression-tradeoff.png"
+
+
+def plot_training_loss(training: TrainingOutcome, path: Path) -> Path:
+    """Per-step loss sampled during training, and the mean loss of each epoch."""
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    if training.loss_samples:
+        axes.plot(
+            [s.step for s in training.loss_samples],
+            [s.loss for s in training.loss_samples],
+            color="tab:blue",
+            alpha=0.5,
+            linewidth=1,
+            label="step loss (sampled)",
+        )
+    history = training.summary.loss_history
+    per_epoch = training.steps_per_epoch or 1
+    axes.plot(
+        [per_epoch * (epoch + 1) for epoch in range(len(history))],
+        history,
+        "o-",
+        color="tab:red",
+        label="epoch mean loss",
+    )
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("cross-entropy loss")
+    axes.set_title(
+        f"Training {training.name}: {training.workers} workers, "
+        f"test accuracy {training.summary.accuracy:.2%}"
+    )
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Path:
+    """Accuracy against artifact size for the baseline and every trial (kept one highlighted)."""
+    summary = compression.summary
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    axes.scatter(
+        [summary.size_bytes_before / 1024],
+        [summary.baseline_accuracy * 100],
+        marker="s",
+        s=70,
+        color="tab:gray",
+        label="trained (baseline)",
+    )
+    for trial in summary.trials:
+        axes.scatter(
+            [trial.size_bytes / 1024],
+            [trial.accuracy * 100],
+            s=90 if trial.kept else 50,
+            color="tab:green" if trial.kept else "tab:red",
+            marker="*" if trial.kept else "x",
+            label="kept trial" if trial.kept else "dropped trial",
+        )
+        axes.annotate(
+            f"#{trial.index} {trial.sparsity:.0%} sparse, {trial.quantization}",
+            (trial.size_bytes / 1024, trial.accuracy * 100),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    axes.margins(x=0.15, y=0.25)  # room for the trial labels
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axes.legend(unique.values(), unique.keys())
+    axes.set_xlabel("artifact size (KiB, compressed TorchScript)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(f"Compression {compression.name}: {compression.size_ratio:.1f}x smaller")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_plots(
+    output_dir: Path, training: TrainingOutcome, compression: CompressionOutcome | None
+) -> list[Path]:
+    """Every plot the run has data for."""
+    paths = [plot_training_loss(training, output_dir / LOSS_PLOT)]
+    if compression is not None:
+        paths.append(plot_compression_tradeoff(compression, output_dir / TRADEOFF_PLOT))
+    return paths
