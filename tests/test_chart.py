@@ -323,3 +323,14 @@ def test_chart_metadata() -> None:
     )
     assert chart["kubeVersion"].startswith(">=1.30")
     assert Path(CHART_DIR / "templates" / "NOTES.txt").exists()
+
+
+def test_bring_your_own_service_account_and_roles() -> None:
+    documents = render(
+        {"serviceAccount": {"create": False, "name": "ops"}, "rbac": {"create": False}}
+    )
+    assert sorted(doc["kind"] for doc in documents) == ["Deployment", "Service"]
+    pod = only(documents, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops"
+    with pytest.raises(AssertionError, match=r"serviceAccount\.name is required"):
+        render({"serviceAccount": {"create": False}})
