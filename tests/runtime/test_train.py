@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -222,3 +223,32 @@ def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
     assert summary.steps == 2 * (512 // 2 // 32)  # each rank sees half the data per epoch
     assert summary.accuracy > 0.5
     assert read_card(str(tmp_path / "out")).spec == config.model
+
+
+def test_progress_is_live_during_training(tmp_path: Path) -> None:
+    port = free_port()
+    config = TrainConfig(
+        model=MLPSpec(hidden_sizes=[256]),
+        dataset=DatasetSpec(uri="synthetic://mnist?n=20000"),
+        hyperparameters=Hyperparameters(epochs=1, batch_size=8),
+        output_uri=str(tmp_path / "out"),
+        runtime=RuntimeOptions(
+            termination_message_path=str(tmp_path / "t"), metrics_port=port, num_threads=1
+        ),
+    )
+    runner = threading.Thread(target=train.run, args=(config,))
+    runner.start()
+    steps_seen = 0.0
+    deadline = time.monotonic() + 60
+    while runner.is_alive() and time.monotonic() < deadline and steps_seen == 0:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        for line in body.decode().splitlines():
+            if line.startswith("lepton_train_step "):
+                steps_seen = float(line.split()[1])
+        time.sleep(0.05)
+    runner.join()
+    assert 0 < steps_seen < 20000 // 8  # scraped mid-run, not after the last step

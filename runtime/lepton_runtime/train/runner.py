@@ -99,6 +99,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     try:
         while state.epoch < hp.epochs:
             net.train()
+            progress.epoch.set(state.epoch + 1)
             started = time.perf_counter()
             epoch_samples = 0
             losses: list[float] = []
@@ -128,6 +129,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
                 epoch_samples += len(labels) * ctx.world_size
                 progress.step.set(state.step)
                 progress.loss.set(loss)
+                progress.samples_per_second.set(
+                    epoch_samples / max(time.perf_counter() - started, 1e-9)
+                )
                 if state.step % config.checkpoint.every_steps == 0:
                     checkpoint()
             seconds = time.perf_counter() - started
@@ -140,7 +144,6 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
             state.epoch_seconds.append(seconds)
             state.epoch += 1
             state.batch_in_epoch = 0
-            progress.epoch.set(state.epoch)
             progress.accuracy.set(accuracy)
             progress.samples_per_second.set(epoch_samples / max(seconds, 1e-9))
             log.info(
