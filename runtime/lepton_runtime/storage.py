@@ -67,12 +67,3 @@ def read_bytes(uri: str) -> bytes:
     with fsspec.open(uri, "rb") as handle:
         data: bytes = handle.read()
         return data
-
-
-def exists(uri: str) -> bool:
-    """Whether a file exists at `uri`."""
-    path = local_path(uri)
-    if path is not None:
-        return path.exists()
-    fs, _, paths = fsspec.get_fs_token_paths(uri)
-    return bool(fs.exists(paths[0]))

@@ -40,15 +40,24 @@ ONNX = "model.onnx"
 class ModelCard(BaseModel):
     """What a consumer needs to know about an artifact without loading it."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     spec: ModelSpec = Field(discriminator="name")
+    """The architecture: enough to rebuild the float model for model.pt."""
     input_shape: list[int]
+    """One sample's shape without the batch dimension (Triton's dims)."""
     num_classes: int
+    """Width of the logits output."""
     quantization: str = "none"
+    """Quantization of model.ts (none, dynamic-int8, static-int8, fp16)."""
     sparsity: float = 0.0
+    """Fraction of zero weights among the prunable ones."""
     metrics: dict[str, float] = Field(default_factory=dict)
+    """Accuracy and friends, measured when the artifact was written."""
     files: list[str] = Field(default_factory=list)
+    """Files of the directory besides model.json."""
 
 
 def example_input(card: ModelCard, batch: int = 2) -> torch.Tensor:
