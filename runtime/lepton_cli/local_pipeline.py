@@ -58,6 +58,7 @@ from lepton_runtime.contract import (
 from lepton_runtime.contract import DatasetSpec as RuntimeDataset
 from lepton_runtime.data.synthetic import parse_synthetic_uri
 from lepton_runtime.serve.local import LocalTritonServer
+from lepton_runtime.train.loop import batches_per_epoch
 
 TRAIN_LABELS_FILE = "train-labels-idx1-ubyte"
 # A python-backend model runs the same TorchScript file that pytorch_libtorch would load.
@@ -107,11 +108,8 @@ def training_samples(uri: str, layout: StorageLayout) -> int | None:
 
 
 def steps_per_epoch(samples: int | None, batch_size: int, workers: int) -> int:
-    """The runtime's rule (`batches_per_epoch`): whole batches per rank, at least one."""
-    if samples is None:
-        return 0
-    per_rank = samples // workers
-    return max(1, per_rank // batch_size) if per_rank >= batch_size else 1
+    """Optimiser steps per epoch by the runtime's own rule; 0 when the data size is unknown."""
+    return 0 if samples is None else batches_per_epoch(samples, batch_size, workers)
 
 
 class LocalPipelineRunner:
@@ -122,7 +120,7 @@ class LocalPipelineRunner:
         self.options = options
         self.console = console
         self.layout = StorageLayout(str(options.volumes_dir.resolve()))
-        self.jobs_dir = options.output_dir / "jobs"
+        self.jobs_dir = options.output_dir.resolve() / "jobs"
         self.step_seconds: dict[str, float] = {}
         self.supervisor = ProcessSupervisor()
 
