@@ -187,7 +187,9 @@ def test_cluster_wide_service_account_cannot_list_secrets_or_delete_crds(
     assert not can_i(cluster_wide, "watch", "secrets", namespace)
     assert not can_i(cluster_wide, "delete", "customresourcedefinitions", namespace)
     assert not can_i(cluster_wide, "update", "deployments.apps", namespace)
-    assert can_i(cluster_wide, "patch", "leptontrainingjobs.lepton.ai/status", namespace)
+    assert can_i(cluster_wide, "patch", "deployments.apps", namespace)
+    # (Lepton's own kinds are checked by SelfSubjectAccessReview above: kubectl resolves a
+    # resource through discovery and cannot name one whose CRD is not installed yet.)
 
 
 @pytest.mark.e2e
