@@ -12,6 +12,7 @@ to the binary records how long it took. Binaries that exist are not rebuilt.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.34.4"
+KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 # v1.9.3 pins sigs.k8s.io/scheduler-plugins v0.28.9, an exact version the proxy serves.
@@ -223,7 +224,7 @@ def build(comp: Component) -> float:
     log.write_text("")
     started = time.monotonic()
     scratch = _prepare_scratch(go, comp, log)
-    partial = comp.binary.with_name(comp.binary.name + ".partial")
+    partial = comp.binary.with_name(f"{comp.binary.name}.partial-{os.getpid()}")
     ldflags = " ".join(("-s", "-w", *comp.ldflags))
     args = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), comp.package]
     _run(comp, args, scratch, log)
@@ -248,6 +249,25 @@ def _describe(comp: Component) -> str:
 def ensure(names: tuple[str, ...] | None = None, *, quiet: bool = False) -> None:
     """Build every named component (default: all) that is not in the cache yet."""
     wanted = [c for c in COMPONENTS if names is None or c.name in names]
+    if all(comp.binary.exists() for comp in wanted):
+        if not quiet:
+            for comp in wanted:
+                print(_describe(comp), flush=True)
+        return
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # One builder per machine: parallel `make test` runs would otherwise compile the same
+    # binaries at once on a 2-core machine. The second waits, then finds them cached.
+    lock_path = cache_dir() / "build.lock"
+    with lock_path.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another build holds {lock_path}; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_missing(wanted, quiet=quiet)
+
+
+def _build_missing(wanted: list[Component], *, quiet: bool) -> None:
     for comp in wanted:
         if comp.binary.exists():
             if not quiet:

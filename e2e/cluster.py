@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -35,7 +36,8 @@ from kubernetes import config as kube_config
 from e2e import build, pki, processes, topology
 from e2e.processes import ComponentError, Managed
 
-STATE_DIR = Path(__file__).parent / ".cluster"
+# Engineers sharing one work tree can each run a cluster by pointing this elsewhere.
+STATE_DIR = Path(os.environ.get("LEPTON_E2E_CLUSTER_DIR", Path(__file__).parent / ".cluster"))
 STAGES_DIR = Path(__file__).parent / "stages"
 KUBECONFIG = STATE_DIR / "kubeconfig"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -329,6 +331,13 @@ def _start_all(config: topology.ClusterConfig) -> Endpoints:
         f"--tls-cert-file={keys.serving_cert}",
         f"--tls-private-key-file={keys.serving_key}",
         f"--client-ca-file={keys.ca_cert}",
+        # Without a request-header CA the controller manager and scheduler log an error on
+        # every resync of their delegated authentication; no front proxy uses it.
+        f"--requestheader-client-ca-file={keys.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--service-account-key-file={keys.service_account_pub}",
         f"--service-account-signing-key-file={keys.service_account_key}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -24,8 +24,15 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient, CoreV1Api
 
-from e2e import cluster
+from e2e import build, cluster
 from e2e.waiting import wait_until
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build missing binaries before any test runs: a cold build (tens of minutes) would blow
+    pytest-timeout's per-test limit if it happened inside the first test's fixture setup."""
+    if any(item.get_closest_marker("e2e") for item in session.items):
+        build.ensure(build.CLUSTER_COMPONENTS, quiet=True)
 
 
 @pytest.fixture(scope="session")
