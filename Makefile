@@ -24,7 +24,7 @@ lint: ## ruff
 	$(PY) -m ruff format --check .
 
 typecheck: ## mypy --strict on both packages
-	$(PY) -m mypy operator/lepton_operator runtime/lepton_runtime
+	$(PY) -m mypy operator/lepton_operator runtime/lepton_runtime runtime/lepton_cli tests e2e bench
 
 imports: ## import-linter contracts
 	$(VENV)/bin/lint-imports
@@ -56,6 +56,16 @@ cluster-status: ## is the local control plane up? endpoints and memory per compo
 e2e: cluster-bins ## the end-to-end tests only (starts and stops their own cluster)
 	$(PY) -m pytest -m e2e e2e
 
+# --- the operator against the local control plane ---------------------------------------------
+.PHONY: operator demo-cluster
+
+operator: ## run the operator in the foreground against e2e/.cluster/kubeconfig (after cluster-up)
+	$(VENV)/bin/kubectl --kubeconfig e2e/.cluster/kubeconfig apply --server-side -f crds/
+	KUBECONFIG=e2e/.cluster/kubeconfig LEPTON_BIND_ADDRESS=127.0.0.1 $(PY) -m lepton_operator.main
+
+demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipeline; watch kubectl get lepton
+	$(PY) -m e2e.demo_cluster
+
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
 .PHONY: data bench
 
@@ -66,3 +76,9 @@ bench: data ## training, compression and serving benchmarks -> bench/results/*.j
 	$(PY) -m bench.training
 	$(PY) -m bench.compression
 	$(PY) -m bench.serving
+
+# --- try it: the MNIST pipeline on this machine, no cluster (runtime/lepton_cli/) ---------------
+.PHONY: demo
+
+demo: setup data ## set up, then train -> compress -> serve samples/mnist-pipeline.yaml locally
+	$(VENV)/bin/lepton run -f samples/mnist-pipeline.yaml
