@@ -75,36 +75,65 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.runtime
-def test_ctrl_c_while_training_leaves_nothing_running(tmp_path: Path) -> None:
-    output = tmp_path / "out"
-    config = str(output / "jobs" / "train.json")
-    run = subprocess.Popen(
-        [
-            *LEPTON, "run", "-f", str(PIPELINE), "--fast", "--epochs", "500",
-            "--volumes", str(tmp_path / "volumes"), "--output", str(output),
-        ],
+def _start_run(output: Path, volumes: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*LEPTON, "run", "-f", str(PIPELINE), "--fast", "--volumes", str(volumes),
+         "--output", str(output), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
     )  # fmt: skip
+
+
+def _ctrl_c(run: subprocess.Popen[str]) -> str:
+    """SIGINT to the whole process group (what Ctrl-C in a terminal does); the output."""
     try:
-        workers = min(2, os.cpu_count() or 1)
-        # torchrun plus its workers (or the lone worker) have the config on their command line.
-        expected = workers + 1 if workers > 1 else 1
-        _wait_for(lambda: len(processes_mentioning(config)) >= expected, 120, "the workers")
-        _wait_for(lambda: (output / "jobs" / "logs" / "train.log").stat().st_size > 0, 60, "logs")
-        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        os.killpg(run.pid, signal.SIGINT)
         stdout, _ = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+    return stdout
+
+
+@pytest.mark.runtime
+def test_ctrl_c_while_training_leaves_nothing_running(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    config = str(output / "jobs" / "train.json")
+    run = _start_run(output, tmp_path / "volumes", "--epochs", "500")
+    workers = min(2, os.cpu_count() or 1)
+    # torchrun plus its workers (or the lone worker) have the config on their command line.
+    expected = workers + 1 if workers > 1 else 1
+    try:
+        _wait_for(lambda: len(processes_mentioning(config)) >= expected, 120, "the workers")
+        _wait_for(lambda: (output / "jobs" / "logs" / "train.log").stat().st_size > 0, 60, "logs")
+    except BaseException:
+        _ctrl_c(run)
+        raise
+    stdout = _ctrl_c(run)
     assert run.returncode == EXIT_INTERRUPTED, stdout
     assert "stopped: interrupted by SIGINT" in stdout
     assert not processes_mentioning(config)
+    assert not processes_mentioning(str(output))
+
+
+@pytest.mark.runtime
+def test_ctrl_c_while_serving_shuts_triton_down(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    repository = f"--model-repository={output.resolve() / 'model-repository'}"
+    run = _start_run(output, tmp_path / "volumes")
+    try:
+        _wait_for(lambda: processes_mentioning(repository), 240, "tritonserver")
+    except BaseException:
+        _ctrl_c(run)
+        raise
+    stdout = _ctrl_c(run)
+    assert run.returncode == EXIT_INTERRUPTED, stdout
+    assert "stopped: interrupted by SIGINT" in stdout
+    assert not processes_mentioning(repository)
     assert not processes_mentioning(str(output))
 
 
