@@ -19,47 +19,64 @@ def _size(num_bytes: int) -> str:
 
 
 def build_table(summary: RunSummary) -> Table:
-    """Training, compression and serving figures, one row each, in pipeline order."""
-    table = Table(title="lepton run", show_lines=True)
-    table.add_column("step")
-    table.add_column("result", justify="left")
-    table.add_column("time", justify="right")
+    """One section per step, in pipeline order, one figure per row (readable at 80 columns)."""
+    table = Table(title="lepton run", show_lines=False)
+    table.add_column("step", style="bold")
+    table.add_column("figure")
+    table.add_column("value")
     seconds = summary.step_seconds
+
+    def section(step: str, rows: list[tuple[str, str]]) -> None:
+        for index, (figure, value) in enumerate(rows):
+            table.add_row(step if index == 0 else "", figure, value, end_section=False)
+        table.add_section()
+
     training = summary.training.summary
-    table.add_row(
+    section(
         f"train {summary.training.name}",
-        f"test accuracy {training.accuracy:.2%}, loss {training.loss:.4f}, "
-        f"{training.epochs} epochs, {training.steps} steps, {summary.training.workers} workers, "
-        f"{training.samples_per_second:,.0f} samples/s",
-        f"{seconds.get('train', 0):.1f} s",
-    )
+        [
+            ("test accuracy", f"{training.accuracy:.2%}"),
+            ("final loss", f"{training.loss:.4f}"),
+            ("epochs, steps, workers", f"{training.epochs}, {training.steps}, "
+             f"{summary.training.workers}"),
+            ("throughput", f"{training.samples_per_second:,.0f} samples/s"),
+            ("time", f"{seconds.get('train', 0):.1f} s"),
+        ],
+    )  # fmt: skip
     if summary.compression is not None:
         result = summary.compression.summary
         kept = next((t for t in result.trials if t.kept), None)
-        table.add_row(
+        section(
             f"compress {summary.compression.name}",
-            f"size {_size(result.size_bytes_before)} -> {_size(result.size_bytes_after)} "
-            f"([bold]{summary.compression.size_ratio:.1f}x smaller[/bold]), sparsity "
-            f"{result.sparsity:.0%}, {result.quantization}; accuracy "
-            f"{result.baseline_accuracy:.2%} -> {result.final_accuracy:.2%}; "
-            f"{len(result.trials)} trial(s), kept #{kept.index if kept else '-'}",
-            f"{seconds.get('compress', 0):.1f} s",
-        )
+            [
+                ("size", f"{_size(result.size_bytes_before)} -> {_size(result.size_bytes_after)}"
+                 f" ([bold]{summary.compression.size_ratio:.1f}x smaller[/bold])"),
+                ("accuracy", f"{result.baseline_accuracy:.2%} -> {result.final_accuracy:.2%}"),
+                ("sparsity, quantization", f"{result.sparsity:.0%}, {result.quantization}"),
+                ("trials", f"{len(result.trials)} (kept #{kept.index if kept else '-'})"),
+                ("time", f"{seconds.get('compress', 0):.1f} s"),
+            ],
+        )  # fmt: skip
     if summary.serving is not None:
         serving = summary.serving
         served = serving.result
         backend = serving.backend_served
         if serving.backend_requested != backend:
-            backend += f" (spec asks {serving.backend_requested}; same TorchScript)"
-        table.add_row(
+            backend += f" (spec: {serving.backend_requested}; the same TorchScript)"
+        section(
             f"serve {serving.name}",
-            f"[bold]accuracy through Triton {served.accuracy:.2%}[/bold] "
-            f"({served.correct}/{served.requests}); latency p50 {served.latency_ms_p50:.2f} ms, "
-            f"p99 {served.latency_ms_p99:.2f} ms; {served.throughput_per_second:,.0f} req/s "
-            f"({served.concurrency} clients); backend {backend}",
-            f"{seconds.get('package', 0) + seconds.get('serve', 0):.1f} s",
-        )
-    table.add_row("total", f"outputs in {summary.output_dir}", f"{summary.total_seconds:.1f} s")
+            [
+                ("accuracy through Triton", f"[bold]{served.accuracy:.2%}[/bold] "
+                 f"({served.correct}/{served.requests})"),
+                ("latency p50 / p99", f"{served.latency_ms_p50:.2f} / "
+                 f"{served.latency_ms_p99:.2f} ms"),
+                ("throughput", f"{served.throughput_per_second:,.0f} requests/s "
+                 f"({served.concurrency} clients, HTTP)"),
+                ("backend", backend),
+                ("time", f"{seconds.get('package', 0) + seconds.get('serve', 0):.1f} s"),
+            ],
+        )  # fmt: skip
+    table.add_row("total", "time", f"{summary.total_seconds:.1f} s")
     return table
 
 

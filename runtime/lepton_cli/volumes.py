@@ -44,6 +44,8 @@ def prepare_dataset(uri: str, layout: StorageLayout) -> None:
         return
     if folder.name == MNIST_FOLDER_NAME and not folder.exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink():  # a link into a data cache that was deleted since
+            folder.unlink()
         folder.symlink_to(ensure_mnist(), target_is_directory=True)
         return
     names = ", ".join(FILES.values())
