@@ -68,7 +68,9 @@ def _cmdline(pid: int) -> str:
 
 
 def is_alive(proc: Managed) -> bool:
-    # A zombie still has a cmdline of "" once reaped by nobody; treat it as gone.
+    if not proc.binary:
+        return False
+    # A zombie keeps its pid until its parent waits for it; it is no longer running.
     status = Path(f"/proc/{proc.pid}/status")
     try:
         if "State:\tZ" in status.read_text():
@@ -119,6 +121,9 @@ def recorded(state: Path) -> list[Managed]:
     procs = []
     for pid_file in sorted(pid_dir.glob("*.pid"), key=lambda p: p.stat().st_mtime):
         pid_text, _, binary = pid_file.read_text().partition("\n")
+        if not pid_text.strip().isdigit() or not binary.strip():
+            # Not written by start(): without the binary we cannot tell a recycled pid apart.
+            continue
         name = pid_file.stem
         procs.append(Managed(name, int(pid_text), binary.strip(), state / "logs" / f"{name}.log"))
     return procs
@@ -168,6 +173,6 @@ def stop_all(state: Path, grace_seconds: float = 10.0) -> list[str]:
         if is_alive(proc):
             os.kill(proc.pid, signal.SIGKILL)
         _reap(proc.pid)
-    for pid_file in _pid_dir(state).glob("*.pid"):
-        pid_file.unlink()
+    for proc in procs:
+        (_pid_dir(state) / f"{proc.name}.pid").unlink(missing_ok=True)
     return stopped
