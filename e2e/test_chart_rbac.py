@@ -24,7 +24,8 @@ from kubernetes.client import ApiClient, AuthorizationV1Api, CoreV1Api, CustomOb
 from e2e import cluster
 from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import OperatorProcess
-from e2e.test_operator import create, pipeline, wait_for_phase
+from e2e.test_operator import GROUP, PLURALS, VERSION, create, pipeline, wait_for_phase
+from e2e.waiting import wait_until
 from tests.helm_chart import (
     CHART_DIR,
     FORBIDDEN,
@@ -230,6 +231,9 @@ def test_operator_runs_the_pipeline_with_only_the_charts_permissions(
             wait_for_phase(custom, "LeptonTrainingJob", namespace, "mnist", "Succeeded")
             wait_for_phase(custom, "LeptonCompression", namespace, "mnist-compressed", "Succeeded")
             wait_for_phase(custom, "LeptonEndpoint", namespace, "mnist", "Available")
+            # Deleted while the operator still runs: Kopf removes its finalizer (a patch), and
+            # the namespace can then go at teardown.
+            delete_all_lepton_resources(custom, namespace)
     finally:
         for volume in volumes:
             core.delete_persistent_volume(volume)
@@ -246,3 +250,18 @@ def run_kubectl_as_admin(*args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=120,
     )
+
+
+def delete_all_lepton_resources(custom: Any, namespace: str) -> None:
+    def remaining() -> list[str]:
+        return [
+            item["metadata"]["name"]
+            for plural in PLURALS.values()
+            for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)[
+                "items"
+            ]
+        ]
+
+    for plural in PLURALS.values():
+        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    wait_until("every Lepton resource deleted", lambda: not remaining(), describe_state=remaining)
