@@ -134,11 +134,18 @@ def _wait(
         time.sleep(0.25)
 
 
-def _https_ok(url: str, keys: pki.Pki) -> bool:
+def _https_get(url: str, keys: pki.Pki) -> str:
     context = ssl.create_default_context(cafile=str(keys.ca_cert))
     context.load_cert_chain(str(keys.admin_cert), str(keys.admin_key))
     with urllib.request.urlopen(url, context=context, timeout=2) as response:
-        return bool(response.status == 200)
+        body: bytes = response.read()
+        return body.decode()
+
+
+def _https_ok(url: str, keys: pki.Pki) -> bool:
+    # urlopen raises for any status but 2xx; the API server answers 200 when ready.
+    _https_get(url, keys)
+    return True
 
 
 def _http_ok(url: str) -> bool:
@@ -358,6 +365,15 @@ def _start_all(config: topology.ClusterConfig) -> Endpoints:
     _wait("/readyz", lambda: _https_ok(f"{server}/readyz", keys), started, apiserver)
     _write_kubeconfig(kubeconfig, server, keys)
     _bootstrap_objects(kubeconfig, config)
+    # The controller manager's garbage collector watches the kinds discovery lists when it
+    # starts and rediscovers only every 30 s: start it after PyTorchJobs are listed, or children
+    # of a PyTorchJob deleted in the first half minute wait for that rediscovery.
+    _wait(
+        "PyTorchJobs in API discovery",
+        lambda: '"pytorchjobs"' in _https_get(f"{server}/apis/kubeflow.org/v1", keys),
+        started,
+        apiserver,
+    )
 
     delegation = [
         f"--kubeconfig={kubeconfig}",

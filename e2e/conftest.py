@@ -80,8 +80,12 @@ def namespace(kube_api: ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
-        # Wait for it to be gone, so that its pods' GPUs are free again for the next test.
+        # The namespace controller gets to pods only after a round of discovery; remove them
+        # now (no new ones can be created in a terminating namespace).
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        # Wait for its pods to be gone, so that their GPUs are free for the next test. (The
+        # namespace itself lingers for a while; nothing can be created in it meanwhile.)
         wait_until(
-            f"namespace {name} deleted",
-            lambda: name not in {ns.metadata.name for ns in core.list_namespace().items},
+            f"pods of namespace {name} deleted",
+            lambda: not core.list_namespaced_pod(name).items,
         )

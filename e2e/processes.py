@@ -158,21 +158,23 @@ def _reap(pid: int) -> None:
 
 
 def stop_all(state: Path, grace_seconds: float = 10.0) -> list[str]:
-    """SIGTERM every recorded process (newest first), SIGKILL stragglers; returns names stopped."""
+    """Stop every recorded process, newest first; returns the names of those that were running.
+
+    One at a time: the API server shuts down in about a second while etcd is there, but hangs
+    in retries when etcd goes first. SIGKILL only for a process that ignores SIGTERM.
+    """
     procs = list(reversed(recorded(state)))
     stopped = []
     for proc in procs:
         if is_alive(proc):
             os.kill(proc.pid, signal.SIGTERM)
             stopped.append(proc.name)
-    deadline = time.monotonic() + grace_seconds
-    for proc in procs:
-        while is_alive(proc) and time.monotonic() < deadline:
-            _reap(proc.pid)
-            time.sleep(0.1)
-        if is_alive(proc):
-            os.kill(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + grace_seconds
+            while is_alive(proc) and time.monotonic() < deadline:
+                _reap(proc.pid)
+                time.sleep(0.05)
+            if is_alive(proc):
+                os.kill(proc.pid, signal.SIGKILL)
         _reap(proc.pid)
-    for proc in procs:
         (_pid_dir(state) / f"{proc.name}.pid").unlink(missing_ok=True)
     return stopped
