@@ -57,7 +57,9 @@ class DynamicBatchingSpec(LeptonModel):
     enabled: bool = True
     """Turn the dynamic batcher on (the default) or off."""
     preferred_batch_sizes: list[int] = Field(
-        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": []},
     )
     """Batch sizes the batcher aims for (each <= triton.maxBatchSize)."""
     max_queue_delay_microseconds: int = Field(default=100, ge=0, le=10_000_000)
@@ -80,13 +82,18 @@ class TritonSpec(LeptonModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.dynamicBatching.preferredBatchSizes"
-                    ".all(b, b <= self.maxBatchSize)",
+                    # The apiserver checks these rules against `default: {}` too, before
+                    # nested defaults are filled in: every field read must be guarded by has().
+                    "rule": "!has(self.dynamicBatching) || !has(self.maxBatchSize) || "
+                    "!has(self.dynamicBatching.preferredBatchSizes) || "
+                    "self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
                     "message": "every triton.dynamicBatching.preferredBatchSizes entry must be "
                     "<= triton.maxBatchSize",
                 },
                 {
-                    "rule": "!self.dynamicBatching.enabled || self.maxBatchSize > 0",
+                    "rule": "!has(self.dynamicBatching) || !has(self.maxBatchSize) || "
+                    "!has(self.dynamicBatching.enabled) || !self.dynamicBatching.enabled || "
+                    "self.maxBatchSize > 0",
                     "message": "dynamic batching needs triton.maxBatchSize > 0: raise "
                     "maxBatchSize or set dynamicBatching.enabled to false",
                 },
