@@ -24,7 +24,9 @@ def object_schema(info: KindInfo) -> JsonSchema:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # Declaring metadata.name (the one metadata field a CRD may constrain) lets a root
+            # rule report at `fieldPath: .metadata.name` instead of at the whole object.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
             "spec": spec,
             "status": status,
         },

@@ -75,8 +75,9 @@ _COMPRESSION_FROZEN_ONCE_RUNNING = {
 _ENDPOINT_NAME_IS_DNS_LABEL = {
     "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && "
     "size(self.metadata.name) <= 63",
-    "message": "metadata.name becomes a Service name: use at most 63 lowercase letters, digits "
+    "message": "the name becomes the Service's name: use at most 63 lowercase letters, digits "
     "and '-', starting with a letter",
+    "fieldPath": ".metadata.name",
 }
 
 TRAINING = KindInfo(

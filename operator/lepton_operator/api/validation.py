@@ -8,6 +8,7 @@ object and are left to the apiserver.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from lepton_operator.api.base import GROUP_VERSION
 from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.api.crd import object_schema
 from lepton_operator.api.endpoint import LeptonEndpoint
-from lepton_operator.api.kinds import ALL_KINDS, KindInfo
+from lepton_operator.api.kinds import ALL_KINDS
 from lepton_operator.api.schema import JsonSchema
 from lepton_operator.api.training import LeptonTrainingJob
 
@@ -57,12 +58,31 @@ def validate_manifest(manifest: dict[str, Any]) -> list[FieldError]:
             )
         ]
     try:
-        parsed = RESOURCE_MODELS[kind].model_validate(manifest)
+        RESOURCE_MODELS[kind].model_validate(manifest)
     except ValidationError as error:
         return [_from_pydantic(e) for e in error.errors()]
-    # CEL sees the object after defaulting, exactly as the apiserver stores it.
-    defaulted = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return list(_cel_errors(_KIND_INFO[kind], defaulted))
+    # CEL sees the object after the schema's defaults, exactly as the apiserver stores it (not
+    # the model's dump: a default the model has and the schema lacks would hide a failing rule).
+    schema = object_schema(_KIND_INFO[kind])
+    return list(_walk(schema, apply_schema_defaults(schema, manifest), path=""))
+
+
+def apply_schema_defaults(schema: JsonSchema, value: Any) -> Any:
+    """The value with the schema's defaults filled in, the way the apiserver defaults a request.
+
+    A default that was filled in is defaulted in turn (`triton: {}` gains `maxBatchSize: 32`).
+    """
+    if isinstance(value, dict) and "properties" in schema:
+        filled = dict(value)
+        for name, child in schema["properties"].items():
+            if name not in filled and "default" in child:
+                filled[name] = copy.deepcopy(child["default"])
+            if name in filled:
+                filled[name] = apply_schema_defaults(child, filled[name])
+        return filled
+    if isinstance(value, list) and "items" in schema:
+        return [apply_schema_defaults(schema["items"], item) for item in value]
+    return value
 
 
 def _from_pydantic(error: Any) -> FieldError:
@@ -74,24 +94,26 @@ def _from_pydantic(error: Any) -> FieldError:
     return FieldError(path, f"Invalid value: {error['input']!r}: {error['msg']}")
 
 
-def _cel_errors(info: KindInfo, document: dict[str, Any]) -> Iterator[FieldError]:
-    yield from _walk(object_schema(info), document, path="")
-
-
 def _walk(schema: JsonSchema, value: Any, path: str) -> Iterator[FieldError]:
     for rule in schema.get("x-kubernetes-validations", []):
         if "oldSelf" in rule["rule"]:
             continue
         if not _evaluate(rule["rule"], value):
-            yield FieldError(path or ROOT_PATH, f'Invalid value: "object": {rule["message"]}')
+            # The apiserver reports a rule at its fieldPath (relative to the rule's node) when
+            # it has one, else at the node itself.
+            field = _join(path, rule["fieldPath"].lstrip(".")) if "fieldPath" in rule else path
+            yield FieldError(field or ROOT_PATH, f"Invalid value: {rule['message']}")
     if isinstance(value, dict):
         for name, child_schema in schema.get("properties", {}).items():
             if name in value:
-                child_path = f"{path}.{name}" if path else name
-                yield from _walk(child_schema, value[name], child_path)
+                yield from _walk(child_schema, value[name], _join(path, name))
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             yield from _walk(schema["items"], item, f"{path}[{index}]")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _evaluate(rule: str, value: Any) -> bool:
