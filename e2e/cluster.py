@@ -59,6 +59,10 @@ CONTROLLERS = ",".join(
         # Binds the PersistentVolumeClaims that pvc:// URIs name; kube-scheduler will not
         # place a pod whose claim is unbound.
         "persistentvolume-binder",
+        # Remove the protection finalizers once no pod uses a claim; without them a namespace
+        # that held claims never finishes deleting.
+        "persistentvolumeclaim-protection",
+        "persistentvolume-protection",
         "serviceaccount",
         "serviceaccount-token",
         "root-ca-certificate-publisher",

@@ -21,7 +21,7 @@ from kubernetes.client import CoreV1Api
 
 from e2e import cluster
 from e2e.claims import create_bound_claims
-from e2e.lepton_operator_process import REPO_ROOT, OperatorProcess
+from e2e.lepton_operator_process import OPERATOR_MODULE, REPO_ROOT, OperatorProcess
 
 NAMESPACE = "lepton-demo"
 PID_FILE = cluster.STATE_DIR / "pids" / "lepton-operator.pid"
@@ -40,8 +40,12 @@ def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _stop_previous_operator() -> None:
     if PID_FILE.exists():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(PID_FILE.read_text()), signal.SIGTERM)
+        pid_text, _, module = PID_FILE.read_text().partition("\n")
+        cmdline = Path(f"/proc/{pid_text.strip()}/cmdline")
+        # Signal it only while the pid is still the operator (pids are recycled).
+        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+            if module.strip() and module.strip().encode() in cmdline.read_bytes():
+                os.kill(int(pid_text), signal.SIGTERM)
         PID_FILE.unlink()
 
 
@@ -61,10 +65,10 @@ def main() -> int:
     print(applied.stdout or applied.stderr)
     _stop_previous_operator()
     operator = OperatorProcess(Path(cluster.KUBECONFIG), log_name="lepton-operator-demo").start()
-    assert operator._process is not None
     PID_FILE.parent.mkdir(parents=True, exist_ok=True)
-    PID_FILE.write_text(str(operator._process.pid))
-    print(f"operator running (pid {PID_FILE.read_text()}), log: {operator.log_path}")
+    # The pid file format of e2e/processes.py, so `make cluster-down` stops the operator too.
+    PID_FILE.write_text(f"{operator.pid}\n{OPERATOR_MODULE}\n")
+    print(f"operator running (pid {operator.pid}), log: {operator.log_path}")
 
     with cluster.api_client() as api:
         _prepare_namespace(CoreV1Api(api))

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path(__file__).parent / ".cluster" / "logs"
 # Short source polling keeps the chained-resource tests quick; production default is 15 s.
 SOURCE_POLL_SECONDS = "1"
+OPERATOR_MODULE = "lepton_operator.main"
 
 
 def free_port() -> int:
@@ -46,7 +47,7 @@ class OperatorProcess:
         }
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "lepton_operator.main"],
+                [sys.executable, "-m", OPERATOR_MODULE],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,

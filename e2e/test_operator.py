@@ -86,6 +86,14 @@ def crds(kubeconfig_path: Path) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
     for plural in PLURALS.values():
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
+    # Established comes before discovery and the OpenAPI document list the new kinds.
+    wait_until(
+        "discovery and OpenAPI serve ltj, lcomp and lep",
+        lambda: (
+            kubectl("get", "ltj,lcomp,lep", "-A", check=False).returncode == 0
+            and kubectl("explain", "lep.spec", check=False).returncode == 0
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
