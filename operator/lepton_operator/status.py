@@ -101,6 +101,26 @@ def set_condition(
     )
 
 
+@dataclass
+class ConditionBook:
+    """The conditions a derivation is writing, all stamped with one generation and time."""
+
+    conditions: list[Condition]
+    generation: int
+    now: datetime
+
+    def put(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
+        self.conditions = set_condition(
+            self.conditions,
+            type_,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=self.generation,
+            now=self.now,
+        )
+
+
 def pytorchjob_phase(
     conditions: tuple[ObservedCondition, ...],
 ) -> tuple[JobPhase, ObservedCondition | None]:
@@ -116,19 +136,8 @@ def derive_job_core(
     previous: list[Condition], generation: int, observed: JobObservation, now: datetime
 ) -> JobCore:
     """Phase, conditions and message of a training or compression job."""
-    conditions = list(previous)
-
-    def put(type_: str, status: ConditionStatus, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions,
-            type_,
-            status=status,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+    book = ConditionBook(list(previous), generation, now)
+    put = book.put
 
     if observed.blocker is not None:
         blocker = observed.blocker
@@ -136,11 +145,11 @@ def derive_job_core(
         if blocker.phase == "Failed":
             put("Failed", "True", blocker.reason, blocker.message)
             put("Succeeded", "False", blocker.reason, blocker.message)
-        return JobCore(blocker.phase, conditions, blocker.message, None, None)
+        return JobCore(blocker.phase, book.conditions, blocker.message, None, None)
     if not observed.pytorchjob_exists:
         message = "creating the PyTorchJob"
         put("Ready", "Unknown", "Creating", message)
-        return JobCore("Pending", conditions, message, None, None)
+        return JobCore("Pending", book.conditions, message, None, None)
 
     phase, deciding = pytorchjob_phase(observed.pytorchjob_conditions)
     reason = deciding.reason if deciding and deciding.reason else f"Job{phase}"
@@ -154,7 +163,7 @@ def derive_job_core(
     finished = phase in ("Succeeded", "Failed")
     return JobCore(
         phase=phase,
-        conditions=conditions,
+        conditions=book.conditions,
         message=message,
         start_time=observed.start_time,
         completion_time=observed.completion_time if finished else None,
@@ -248,29 +257,18 @@ def derive_endpoint_core(
 ) -> EndpointCore:
     """Available when a replica serves; Progressing while a rollout runs; Degraded when the
     Deployment gave up progressing or runs short of replicas."""
-    conditions = list(previous)
-
-    def put(type_: str, status: ConditionStatus, reason: str, message: str) -> None:
-        nonlocal conditions
-        conditions = set_condition(
-            conditions,
-            type_,
-            status=status,
-            reason=reason,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+    book = ConditionBook(list(previous), generation, now)
+    put = book.put
 
     if observed.blocker is not None:
         blocker = observed.blocker
         put("Ready", "False", blocker.reason, blocker.message)
         put("Available", "False", blocker.reason, blocker.message)
         phase: EndpointPhase = "Failed" if blocker.phase == "Failed" else "Pending"
-        return EndpointCore(phase, conditions, blocker.message)
+        return EndpointCore(phase, book.conditions, blocker.message)
     if not observed.exists:
         put("Ready", "Unknown", "Creating", "creating the Triton Deployment")
-        return EndpointCore("Pending", conditions, "creating the Triton Deployment")
+        return EndpointCore("Pending", book.conditions, "creating the Triton Deployment")
 
     put("Ready", "True", "ChildrenCreated", "the Triton Deployment exists")
     by_type = {c.type: c for c in observed.conditions}
@@ -307,7 +305,7 @@ def derive_endpoint_core(
         stalled.message if deadline_exceeded and stalled else replicas_text,
     )
     state: EndpointPhase = "Degraded" if degraded else "Available" if serving else "Progressing"
-    return EndpointCore(state, conditions, replicas_text)
+    return EndpointCore(state, book.conditions, replicas_text)
 
 
 PhaseEvent = tuple[Literal["Normal", "Warning"], str, str]
