@@ -83,7 +83,7 @@ def main() -> int:
             break
         time.sleep(3)
     print(f"kubectl --kubeconfig {cluster.KUBECONFIG} get lepton -n {NAMESPACE}")
-    print(f"stop the operator: kill $(cat {PID_FILE}); the cluster: make cluster-down")
+    print("stop the operator and the cluster: make cluster-down")
     return 0
 
 
