@@ -43,3 +43,25 @@ def requested_placement(
     if gpu_type:
         selector[gpu_product_label] = gpu_type
     return Placement(pool=pool, node_selector=selector, tolerations=gpu_tolerations(gpus_per_pod))
+
+
+def pool_placement(
+    pool: str,
+    pool_label: str,
+    gpu_type: str | None,
+    gpus_per_pod: int,
+    gpu_product_label: str,
+) -> Placement:
+    """The placement admission chose: the pool by the label key its nodes carry."""
+    selector = {pool_label: pool}
+    if gpu_type:
+        selector[gpu_product_label] = gpu_type
+    return Placement(pool=pool, node_selector=selector, tolerations=gpu_tolerations(gpus_per_pod))
+
+
+def kept_placement(pool: str | None, node_selector: dict[str, str], gpus_per_pod: int) -> Placement:
+    """The placement of a job admitted earlier, read back from its PyTorchJob: re-applying
+    the children never moves a job that admission already placed."""
+    return Placement(
+        pool=pool, node_selector=dict(node_selector), tolerations=gpu_tolerations(gpus_per_pod)
+    )
