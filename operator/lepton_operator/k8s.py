@@ -82,6 +82,18 @@ def list_objects(
     return [dict(item) for item in result.to_dict()["items"]]
 
 
+def list_all_namespaces(
+    api_version: str, kind: str, label_selector: str = "", field_selector: str = ""
+) -> list[dict[str, Any]]:
+    """Objects of a kind across the cluster (cluster-scoped kinds, or every namespace)."""
+    result = _client().get(
+        _resource(api_version, kind),
+        label_selector=label_selector or None,
+        field_selector=field_selector or None,
+    )
+    return [dict(item) for item in result.to_dict()["items"]]
+
+
 def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Delete the object; False when it was already gone."""
     try:
@@ -95,16 +107,26 @@ def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
 
 def patch_status(
     api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
-) -> None:
-    """Merge-patch the status subresource (keys set to None are removed)."""
+) -> bool:
+    """Merge-patch the status subresource (keys set to None are removed).
+
+    False when the object is gone: a child's event can arrive just after its owner was
+    deleted, and there is no status left to write.
+    """
     resource = _resource(api_version, kind).subresources["status"]
-    _client().patch(
-        resource,
-        body={"status": status},
-        name=name,
-        namespace=namespace,
-        content_type="application/merge-patch+json",
-    )
+    try:
+        _client().patch(
+            resource,
+            body={"status": status},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+        )
+    except ApiException as error:
+        if error.status == NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 def exists(api_version: str, kind: str, namespace: str, name: str) -> bool:

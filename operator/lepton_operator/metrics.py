@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_SECONDS = Histogram(
     "lepton_reconcile_duration_seconds",
@@ -18,4 +18,15 @@ PHASE_TRANSITIONS = Counter(
     "lepton_phase_transitions_total",
     "Phase changes of Lepton resources, by the phase entered.",
     ["kind", "phase"],
+)
+POOL_GPUS = Gauge(
+    "lepton_pool_gpus",
+    "GPUs of each node pool as last seen at admission: capacity (allocatable) and allocated "
+    "(requested by bound, unfinished pods of any owner).",
+    ["pool", "gpu_product", "state"],
+)
+ADMISSIONS = Counter(
+    "lepton_admissions_total",
+    "Admission decisions for GPU jobs: Admitted, or the reason a job waits.",
+    ["outcome"],
 )

@@ -9,7 +9,13 @@ import kopf
 from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.compression import LeptonCompression
-from lepton_operator.builders.jobs import ResolvedModelSource, render_compression_children
+from lepton_operator.builders.jobs import (
+    ResolvedModelSource,
+    compression_job_name,
+    render_compression_children,
+)
+from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
+from lepton_operator.handlers.admission import place_job
 from lepton_operator.handlers.context import (
     fetch_source,
     instrumented,
@@ -26,7 +32,6 @@ from lepton_operator.resolve import (
     source_reference,
     source_seed,
 )
-from lepton_operator.scheduling.placement import requested_placement
 from lepton_operator.status import Blocker
 
 PLURAL = "leptoncompressions"
@@ -79,15 +84,18 @@ def reconcile_compression(body: kopf.Body, **_: Any) -> None:
                 [source.dataset.secret_ref, spec.output.secret_ref],
             )
         if source is not None and blocker is None:
-            placement = requested_placement(
-                spec.scheduling.node_pool,
-                spec.resources.gpu_type,
-                spec.resources.gpus_per_worker,
-                config.pool_label,
-                config.gpu_product_label,
+            existing = k8s.get(
+                PYTORCHJOB_API_VERSION,
+                "PyTorchJob",
+                compression.metadata.namespace,
+                compression_job_name(compression),
             )
-            for manifest in render_compression_children(compression, source, placement, config):
-                k8s.apply(manifest)
+            placement = place_job(existing, spec.resources, spec.scheduling)
+            if isinstance(placement, Blocker):
+                blocker = placement
+            else:
+                for manifest in render_compression_children(compression, source, placement, config):
+                    k8s.apply(manifest)
         refresh_compression_status(
             current, blocker, source.model_uri if source is not None else None
         )

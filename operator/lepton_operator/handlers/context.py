@@ -55,7 +55,10 @@ def publish_status(
     # A merge patch keeps keys it does not mention: clear those the new status dropped.
     patch: dict[str, Any] = {**{k: None for k in old_wire if k not in new_wire}, **new_wire}
     metadata = body["metadata"]
-    k8s.patch_status(GROUP_VERSION, body["kind"], metadata["namespace"], metadata["name"], patch)
+    if not k8s.patch_status(
+        GROUP_VERSION, body["kind"], metadata["namespace"], metadata["name"], patch
+    ):
+        return  # deleted meanwhile: no status, and no Event about it
     event = transition_event(old_wire.get("phase"), phase, new_wire.get("message", ""))
     if event is not None:
         event_type, reason, message = event

@@ -9,7 +9,9 @@ import kopf
 from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.training import LeptonTrainingJob
-from lepton_operator.builders.jobs import render_training_children
+from lepton_operator.builders.jobs import render_training_children, training_job_name
+from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
+from lepton_operator.handlers.admission import place_job
 from lepton_operator.handlers.context import (
     instrumented,
     missing_inputs,
@@ -17,7 +19,7 @@ from lepton_operator.handlers.context import (
     settings,
 )
 from lepton_operator.handlers.jobs import refresh_training_status
-from lepton_operator.scheduling.placement import requested_placement
+from lepton_operator.status import Blocker
 
 PLURAL = "leptontrainingjobs"
 
@@ -37,15 +39,18 @@ def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
             [spec.dataset.secret_ref, spec.output.secret_ref],
         )
         if blocker is None:
-            placement = requested_placement(
-                spec.scheduling.node_pool,
-                spec.resources.gpu_type,
-                spec.resources.gpus_per_worker,
-                config.pool_label,
-                config.gpu_product_label,
+            existing = k8s.get(
+                PYTORCHJOB_API_VERSION,
+                "PyTorchJob",
+                job.metadata.namespace,
+                training_job_name(job),
             )
-            for manifest in render_training_children(job, placement, config):
-                k8s.apply(manifest)
+            placement = place_job(existing, spec.resources, spec.scheduling)
+            if isinstance(placement, Blocker):
+                blocker = placement
+            else:
+                for manifest in render_training_children(job, placement, config):
+                    k8s.apply(manifest)
         refresh_training_status(current, blocker)
         if blocker is not None:
             raise retry_later(blocker)

@@ -1,0 +1,128 @@
+"""Admission of a training or compression job: list the cluster, let `scheduling/` decide.
+
+The decision itself is pure (scheduling.admission); this module only gathers what it needs
+and turns the outcome into a placement or a `Queued` blocker for the status.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from lepton_operator import k8s
+from lepton_operator.api.common import SchedulingSpec, WorkerResources
+from lepton_operator.builders.meta import MANAGED_BY, POOL_LABEL
+from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
+from lepton_operator.handlers.context import settings
+from lepton_operator.metrics import ADMISSIONS, POOL_GPUS
+from lepton_operator.observe import label_of
+from lepton_operator.scheduling.admission import Admitted, GangRequest, admit
+from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
+from lepton_operator.scheduling.placement import (
+    Placement,
+    kept_placement,
+    pool_placement,
+    requested_placement,
+)
+from lepton_operator.scheduling.reservations import job_node_selector, reservations_from
+from lepton_operator.settings import POOL_LABEL_FALLBACKS
+from lepton_operator.status import Blocker
+
+log = logging.getLogger(__name__)
+FORBIDDEN = 403
+ACTIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def place_job(
+    existing: dict[str, Any] | None, resources: WorkerResources, scheduling: SchedulingSpec
+) -> Placement | Blocker:
+    """Where the job's PyTorchJob goes, or why it waits in the queue.
+
+    A job whose PyTorchJob exists was admitted before and keeps its placement. CPU-only jobs
+    and jobs that Kueue admits (scheduling.queueName) are not the operator's to admit.
+    """
+    config = settings()
+    gpus = resources.gpus_per_worker
+    if existing is not None:
+        return kept_placement(label_of(existing, POOL_LABEL), job_node_selector(existing), gpus)
+    requested = requested_placement(
+        scheduling.node_pool,
+        resources.gpu_type,
+        gpus,
+        config.pool_label,
+        config.gpu_product_label,
+    )
+    if gpus == 0 or scheduling.queue_name is not None:
+        return requested
+    try:
+        inventory, reservations = _cluster_state()
+    except ApiException as error:
+        if error.status != FORBIDDEN:
+            raise
+        # Without read access to nodes and pods there is no inventory: leave it to the
+        # scheduler, as before admission existed, and say so in the log.
+        log.warning("cannot list nodes or pods (%s): GPU admission is off", error.reason)
+        return requested
+    if not inventory:
+        return requested  # no node names a pool: nothing to choose between
+    _export_pool_metrics(inventory)
+    decision = admit(
+        GangRequest(
+            workers=resources.workers,
+            gpus_per_worker=gpus,
+            gpu_product=resources.gpu_type,
+            pool=None if scheduling.node_pool == "auto" else scheduling.node_pool,
+        ),
+        inventory,
+        reservations,
+        scheduling.policy,
+    )
+    if isinstance(decision, Admitted):
+        ADMISSIONS.labels(outcome="Admitted").inc()
+        return pool_placement(
+            decision.pool,
+            decision.pool_label,
+            resources.gpu_type,
+            gpus,
+            config.gpu_product_label,
+        )
+    ADMISSIONS.labels(outcome=decision.reason).inc()
+    return Blocker(decision.reason, decision.message, phase="Queued")
+
+
+def _cluster_state() -> tuple[list[GpuNode], list[Any]]:
+    config = settings()
+    labels = InventoryLabels(
+        pool_labels=(config.pool_label, *POOL_LABEL_FALLBACKS),
+        gpu_product_label=config.gpu_product_label,
+        gpu_resource=config.gpu_resource,
+    )
+    nodes = k8s.list_all_namespaces("v1", "Node")
+    pods = k8s.list_all_namespaces("v1", "Pod", field_selector=ACTIVE_PODS)
+    inventory = build_inventory(nodes, pods, labels)
+    selector = f"app.kubernetes.io/managed-by={MANAGED_BY},{POOL_LABEL}"
+    if config.namespaces:
+        jobs = [
+            job
+            for namespace in config.namespaces
+            for job in k8s.list_objects(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, selector)
+        ]
+    else:
+        jobs = k8s.list_all_namespaces(PYTORCHJOB_API_VERSION, "PyTorchJob", selector)
+    reservations = reservations_from(
+        jobs, pods, POOL_LABEL, config.gpu_product_label, config.gpu_resource
+    )
+    return inventory, reservations
+
+
+def _export_pool_metrics(inventory: list[GpuNode]) -> None:
+    totals: dict[tuple[str, str], list[int]] = {}
+    for node in inventory:
+        entry = totals.setdefault((node.pool, node.gpu_product or ""), [0, 0])
+        entry[0] += node.allocatable
+        entry[1] += min(node.used, node.allocatable)
+    for (pool, product), (capacity, allocated) in totals.items():
+        POOL_GPUS.labels(pool=pool, gpu_product=product, state="capacity").set(capacity)
+        POOL_GPUS.labels(pool=pool, gpu_product=product, state="allocated").set(allocated)
