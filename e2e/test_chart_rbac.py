@@ -24,19 +24,19 @@ from kubernetes.client import ApiClient, AuthorizationV1Api, CoreV1Api, CustomOb
 from e2e import cluster
 from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import OperatorProcess
-from e2e.test_operator import GROUP, PLURALS, VERSION, create, pipeline, wait_for_phase
+from e2e.lepton_resources import GROUP, PLURALS, VERSION, create, pipeline, wait_for_phase
 from e2e.waiting import wait_until
 from tests.helm_chart import (
     CHART_DIR,
+    CLUSTER_NEEDS,
     FORBIDDEN,
-    KOPF_CLUSTER_NEEDS,
     KOPF_NAMESPACED_MODE_NEEDS,
     OPERATOR_NEEDS,
     run_helm,
     triples,
 )
 
-CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "nodes"}
 # What Kopf and the Kubernetes client log when the API server refuses a call ("... is
 # forbidden: User ... cannot ...", "Forbidden", Kopf's "Not enough permissions to ...").
 REFUSALS = ("forbidden", "not enough permissions")
@@ -170,7 +170,7 @@ def test_cluster_wide_service_account_may_do_what_the_operator_needs(
 ) -> None:
     # Any namespace: cluster-wide, the operator serves all of them.
     for namespace in (cluster_wide.namespace, "default"):
-        needs = triples(OPERATOR_NEEDS) | triples(KOPF_CLUSTER_NEEDS)
+        needs = triples(OPERATOR_NEEDS) | triples(CLUSTER_NEEDS)
         assert missing(cluster_wide, needs, namespace) == []
     granted_by_accident = [
         t for t in FORBIDDEN if allowed(cluster_wide, *t, namespace=cluster_wide.namespace)
@@ -195,14 +195,15 @@ def test_cluster_wide_service_account_cannot_list_secrets_or_delete_crds(
 
 @pytest.mark.e2e
 def test_namespaced_service_account_is_confined_to_its_namespaces(namespaced: Installed) -> None:
-    needs = (
-        triples(OPERATOR_NEEDS) | triples(KOPF_CLUSTER_NEEDS) | triples(KOPF_NAMESPACED_MODE_NEEDS)
-    )
+    needs = triples(OPERATOR_NEEDS) | triples(CLUSTER_NEEDS) | triples(KOPF_NAMESPACED_MODE_NEEDS)
     assert missing(namespaced, needs, namespaced.namespace) == []
-    outside = [
-        t for t in sorted(triples(OPERATOR_NEEDS)) if allowed(namespaced, *t, namespace="default")
-    ]
+    # Only the read-only cluster-wide grants of GPU admission (list nodes and pods) reach
+    # outside the watched namespaces.
+    confined = triples(OPERATOR_NEEDS) - triples(CLUSTER_NEEDS)
+    outside = [t for t in sorted(confined) if allowed(namespaced, *t, namespace="default")]
     assert outside == []
+    assert allowed(namespaced, "", "pods", "list", namespace="default")
+    assert not allowed(namespaced, "", "pods", "get", namespace="default")
     assert not can_i(namespaced, "get", "secrets", "kube-system")
 
 

@@ -1,6 +1,6 @@
 """The Helm chart as tests see it: the helm binary, rendering, and what the operator needs.
 
-`OPERATOR_NEEDS` and `KOPF_CLUSTER_NEEDS` are the single table of permissions: every API call
+`OPERATOR_NEEDS` and `CLUSTER_NEEDS` are the single table of permissions: every API call
 the operator makes (lepton_operator/k8s.py through handlers/) and every one Kopf makes for it.
 The chart's roles must grant exactly these (tests/test_chart.py) and a real API server must
 agree (e2e/test_chart_rbac.py). When the operator starts making a new call, add it here first.
@@ -67,9 +67,12 @@ OPERATOR_NEEDS: tuple[Grant, ...] = (
     Grant("", "events", ("create",), "Kopf posts Events"),
 )
 
-# Cluster-scoped, in every mode: Kopf lists, then watches CRDs to notice resources come and go.
-KOPF_CLUSTER_NEEDS: tuple[Grant, ...] = (
+# Cluster-scoped, in every mode: Kopf lists, then watches CRDs to notice resources come and go;
+# GPU admission reads every node and every pod (of any owner) for the inventory.
+CLUSTER_NEEDS: tuple[Grant, ...] = (
     Grant("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "Kopf scan"),
+    Grant("", "nodes", ("list",), "GPU admission: the inventory (handlers/admission.py)"),
+    Grant("", "pods", ("list",), "GPU admission: GPUs that bound pods of any namespace hold"),
 )
 
 # Cluster-scoped, only with a namespace list: Kopf follows namespaces appearing and going.

@@ -13,8 +13,8 @@ from lepton_operator.api import crdgen
 from lepton_operator.settings import OperatorSettings
 from tests.helm_chart import (
     CHART_DIR,
+    CLUSTER_NEEDS,
     FORBIDDEN,
-    KOPF_CLUSTER_NEEDS,
     KOPF_NAMESPACED_MODE_NEEDS,
     OPERATOR_NEEDS,
     REPO_ROOT,
@@ -90,7 +90,7 @@ def test_cluster_wide_role_grants_exactly_what_the_operator_needs() -> None:
     documents = render()
     role = only(documents, "ClusterRole")
     granted = rule_triples(role["rules"])
-    needed = triples(OPERATOR_NEEDS) | triples(KOPF_CLUSTER_NEEDS)
+    needed = triples(OPERATOR_NEEDS) | triples(CLUSTER_NEEDS)
     assert needed - granted == set(), "missing grants"
     assert granted - needed == set(), "grants the operator never uses"
     assert not list(of_kind(documents, "Role"))
@@ -103,7 +103,7 @@ def test_namespaced_mode_grants_namespaced_rules_only_in_watched_namespaces() ->
     for role in roles.values():
         assert rule_triples(role["rules"]) == triples(OPERATOR_NEEDS)
     cluster_role = only(documents, "ClusterRole")
-    assert rule_triples(cluster_role["rules"]) == triples(KOPF_CLUSTER_NEEDS) | triples(
+    assert rule_triples(cluster_role["rules"]) == triples(CLUSTER_NEEDS) | triples(
         KOPF_NAMESPACED_MODE_NEEDS
     )
     bindings = {doc["metadata"]["namespace"]: doc for doc in of_kind(documents, "RoleBinding")}

@@ -115,6 +115,12 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# GPU admission: the inventory is every node's allocatable GPUs minus what bound pods of any
+# owner (in any namespace) request, so nodes and pods are read cluster-wide. Read-only, `list`
+# only; without it admission is off and the operator logs so.
+- apiGroups: [""]
+  resources: [nodes, pods]
+  verbs: [list]
 {{- if .Values.watchNamespaces }}
 # With a namespace list, Kopf lists and watches namespaces to start and stop its per-namespace
 # watches as they come and go; cluster-wide it watches across all namespaces and needs no list.
