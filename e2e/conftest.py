@@ -25,6 +25,13 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api
 
 from e2e import build, cluster
+from e2e.lepton_resources import (  # noqa: F401 - fixtures of the operator's e2e tests
+    core,
+    crds,
+    custom,
+    operator,
+    volumes,
+)
 from e2e.waiting import wait_until
 
 
@@ -67,25 +74,26 @@ def kube_api(kubeconfig_path: Path) -> Iterator[ApiClient]:
 def namespace(kube_api: ApiClient) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (its objects go with it)."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
-    core: Any = CoreV1Api(kube_api)  # models are Optional everywhere; read them as Any
-    core.create_namespace({"metadata": {"name": name}})
+    core_api: Any = CoreV1Api(kube_api)  # models are Optional everywhere; read them as Any
+    core_api.create_namespace({"metadata": {"name": name}})
     # Pods are refused until the controller manager has made the namespace's ServiceAccount.
     wait_until(
         f"ServiceAccount default in {name}",
         lambda: any(
-            sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items
+            sa.metadata.name == "default"
+            for sa in core_api.list_namespaced_service_account(name).items
         ),
     )
     try:
         yield name
     finally:
-        core.delete_namespace(name)
+        core_api.delete_namespace(name)
         # The namespace controller gets to pods only after a round of discovery; remove them
         # now (no new ones can be created in a terminating namespace).
-        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        core_api.delete_collection_namespaced_pod(name, grace_period_seconds=0)
         # Wait for its pods to be gone, so that their GPUs are free for the next test. (The
         # namespace itself lingers for a while; nothing can be created in it meanwhile.)
         wait_until(
             f"pods of namespace {name} deleted",
-            lambda: not core.list_namespaced_pod(name).items,
+            lambda: not core_api.list_namespaced_pod(name).items,
         )

@@ -1,175 +1,36 @@
 """The operator on the real control plane: CRDs, admission, reconciliation, status, GC.
 
-kwok plays every kubelet, so pods "run" without doing work: a pod annotation set through
-`spec.podMetadata` tells kwok what the container reports (its termination message, or a
-failure), standing in for the runtime that cannot run on simulated GPUs.
+kwok plays every kubelet (see e2e/lepton_resources.py for how tests tell it what a pod reports).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from e2e.claims import create_bound_claims
-from e2e.lepton_operator_process import REPO_ROOT, OperatorProcess
+from e2e.lepton_operator_process import OperatorProcess
+from e2e.lepton_resources import (
+    FAIL_ANNOTATION,
+    GROUP,
+    PLURALS,
+    SAMPLES,
+    TERMINATION_ANNOTATION,
+    VERSION,
+    condition,
+    create,
+    events_for,
+    get,
+    kubectl,
+    pipeline,
+    wait_for_phase,
+)
 from e2e.waiting import wait_until
-from lepton_runtime.contract import CompressSummary, TrainSummary, Trial
 
 pytestmark = pytest.mark.e2e
-
-GROUP, VERSION = "lepton.ai", "v1alpha1"
-PLURALS = {
-    "LeptonTrainingJob": "leptontrainingjobs",
-    "LeptonCompression": "leptoncompressions",
-    "LeptonEndpoint": "leptonendpoints",
-}
-SAMPLES = REPO_ROOT / "samples"
-TERMINATION_ANNOTATION = "lepton.ai/e2e-termination-message"
-FAIL_ANNOTATION = "lepton.ai/e2e-fail"
-
-TRAIN_SUMMARY = TrainSummary(
-    accuracy=0.9912,
-    loss=0.031,
-    epochs=3,
-    steps=375,
-    samples_per_second=640.0,
-    world_size=2,
-    model_uri="file:///mnt/lepton/pvc/artifacts/mnist/train",
-)
-COMPRESS_SUMMARY = CompressSummary(
-    baseline_accuracy=0.9912,
-    final_accuracy=0.9885,
-    size_bytes_before=1_600_000,
-    size_bytes_after=120_000,
-    sparsity=0.8,
-    latency_ms_before=0.9,
-    latency_ms_after=0.5,
-    quantization="dynamic-int8",
-    trials=[
-        Trial(
-            index=0,
-            sparsity=0.8,
-            quantization="dynamic-int8",
-            size_bytes=120_000,
-            accuracy=0.9885,
-            accuracy_drop=0.0027,
-            latency_ms=0.5,
-            kept=True,
-            reason="within the accuracy guard",
-        )
-    ],
-    model_uri="file:///mnt/lepton/pvc/artifacts/mnist/compressed",
-    formats=["model.ts"],
-)
-
-
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "kubectl"), *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
-
-
-@pytest.fixture(scope="module")
-def crds(kubeconfig_path: Path) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    for plural in PLURALS.values():
-        kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
-    # Established comes before discovery and the OpenAPI document list the new kinds.
-    wait_until(
-        "discovery and OpenAPI serve ltj, lcomp and lep",
-        lambda: (
-            kubectl("get", "ltj,lcomp,lep", "-A", check=False).returncode == 0
-            and kubectl("explain", "lep.spec", check=False).returncode == 0
-        ),
-    )
-
-
-@pytest.fixture(scope="module")
-def operator(crds: None, kubeconfig_path: Path) -> Iterator[OperatorProcess]:
-    with OperatorProcess(kubeconfig_path) as process:
-        yield process
-
-
-@pytest.fixture
-def custom(kube_api: ApiClient) -> Any:
-    return CustomObjectsApi(kube_api)
-
-
-@pytest.fixture
-def core(kube_api: ApiClient) -> Any:
-    return CoreV1Api(kube_api)
-
-
-@pytest.fixture
-def volumes(core: Any, namespace: str) -> Iterator[None]:
-    """The claims the samples' pvc:// URIs name, bound to hostPath volumes."""
-    created = create_bound_claims(core, namespace)
-    yield
-    for volume in created:
-        core.delete_persistent_volume(volume)
-
-
-def get(custom: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    result: dict[str, Any] = custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURALS[kind], name
-    )
-    return result
-
-
-def create(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
-    manifest["metadata"]["namespace"] = namespace
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
-    )
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for entry in obj.get("status", {}).get("conditions", []):
-        if entry["type"] == type_:
-            return dict(entry)
-    return None
-
-
-def wait_for_phase(custom: Any, kind: str, namespace: str, name: str, phase: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        obj = get(custom, kind, namespace, name)
-        return obj if obj.get("status", {}).get("phase") == phase else None
-
-    return wait_until(
-        f"{kind} {name} reaches {phase}",
-        probe,
-        describe_state=lambda: get(custom, kind, namespace, name).get("status"),
-    )
-
-
-def events_for(core: Any, namespace: str, name: str) -> list[tuple[str, str]]:
-    events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
-    return [(e.type, e.reason) for e in events.items]
-
-
-def pipeline() -> list[dict[str, Any]]:
-    documents = list(yaml.safe_load_all((SAMPLES / "mnist-pipeline.yaml").read_text()))
-    training, compression, endpoint = documents
-    # What the runtime would report, handed to kwok (see the module docstring).
-    training["spec"]["podMetadata"] = {
-        "annotations": {TERMINATION_ANNOTATION: TRAIN_SUMMARY.model_dump_json(by_alias=True)}
-    }
-    compression["spec"]["podMetadata"] = {
-        "annotations": {TERMINATION_ANNOTATION: COMPRESS_SUMMARY.model_dump_json(by_alias=True)}
-    }
-    return [training, compression, endpoint]
 
 
 # --------------------------------------------------------------------------- admission

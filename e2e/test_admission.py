@@ -1,0 +1,146 @@
+"""Gang-aware admission on the real control plane: the operator picks a pool for the whole
+job from the kwok GPU pools (a100: 4 nodes x 8, h100: 2 x 8), or queues it with a reason.
+
+Each test starts from idle pools (the namespace fixture frees a test's pods afterwards) and
+occupies GPUs with "filler" jobs whose pods kwok keeps running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from e2e.lepton_operator_process import OperatorProcess
+from e2e.lepton_resources import (
+    GROUP,
+    PLURALS,
+    VERSION,
+    condition,
+    create,
+    events_for,
+    get,
+    pipeline,
+    wait_for_phase,
+)
+from e2e.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+A100 = "NVIDIA-A100-SXM4-80GB"
+KEEP_RUNNING = {"lepton.ai/e2e-run-duration": "10m"}
+
+
+def training_job(
+    name: str,
+    workers: int,
+    gpus_per_worker: int,
+    gpu_type: str | None = None,
+    policy: str = "binpack",
+    keep_running: bool = False,
+) -> dict[str, Any]:
+    job = pipeline()[0]
+    job["metadata"] = {"name": name}
+    job["spec"]["resources"] = {"workers": workers, "gpusPerWorker": gpus_per_worker}
+    if gpu_type is not None:
+        job["spec"]["resources"]["gpuType"] = gpu_type
+    job["spec"]["scheduling"] = {"policy": policy}
+    if keep_running:
+        job["spec"]["podMetadata"] = {"annotations": KEEP_RUNNING}
+    return job
+
+
+def pytorchjob(custom: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    jobs = custom.list_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs")
+    return next((j for j in jobs["items"] if j["metadata"]["name"] == name), None)
+
+
+def admitted_pool(custom: Any, namespace: str, name: str) -> str:
+    job = wait_until(f"PyTorchJob {name}", lambda: pytorchjob(custom, namespace, name))
+    selector = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["nodeSelector"]
+    pool: str = job["metadata"]["labels"]["lepton.ai/pool"]
+    assert selector["lepton.ai/node-pool"] == pool
+    return pool
+
+
+def running_pods_on(core: Any, namespace: str, job: str, count: int) -> list[str]:
+    """Node names of the job's pods once kube-scheduler bound all `count` and kwok runs them."""
+
+    def bound() -> list[str] | None:
+        pods = core.list_namespaced_pod(
+            namespace, label_selector=f"training.kubeflow.org/job-name={job}"
+        ).items
+        running = [p for p in pods if p.spec.node_name and p.status.phase == "Running"]
+        return [p.spec.node_name for p in running] if len(running) == count else None
+
+    return wait_until(f"{count} running pods of {job}", bound)
+
+
+def delete_training_job(custom: Any, core: Any, namespace: str, name: str) -> None:
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS["LeptonTrainingJob"], name
+    )
+    # Garbage collection of the children is another test's subject; here it would wait for
+    # the controller manager to rediscover the just-installed CRDs (up to 30 s), so the
+    # PyTorchJob goes now, and its pods without their 30 s grace period.
+    custom.delete_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", name)
+    selector = f"training.kubeflow.org/job-name={name}"
+    core.delete_collection_namespaced_pod(
+        namespace, label_selector=selector, grace_period_seconds=0
+    )
+    wait_until(
+        f"the pods of {name} gone",
+        lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items,
+    )
+
+
+def test_policies_choose_between_pools_for_the_same_state(
+    operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
+) -> None:
+    # 3 of the 4 a100 nodes busy: a100 has 8 GPUs free (75% allocated), h100 16 (0%).
+    create(custom, namespace, training_job("filler", 3, 8, gpu_type=A100, keep_running=True))
+    assert admitted_pool(custom, namespace, "filler") == "a100"
+    nodes = running_pods_on(core, namespace, "filler", 3)
+    assert len(set(nodes)) == 3, "each 8-GPU worker has a node of its own"
+    assert all(node.startswith("a100-") for node in nodes)
+
+    create(custom, namespace, training_job("packed", 1, 8, keep_running=True))
+    assert admitted_pool(custom, namespace, "packed") == "a100"  # binpack: fills a100 up
+    assert running_pods_on(core, namespace, "packed", 1)[0].startswith("a100-")
+    delete_training_job(custom, core, namespace, "packed")
+
+    create(custom, namespace, training_job("balanced", 1, 8, policy="least-loaded"))
+    assert admitted_pool(custom, namespace, "balanced") == "h100"  # the emptier pool
+    finished = wait_for_phase(custom, "LeptonTrainingJob", namespace, "balanced", "Succeeded")
+    assert finished["status"]["pool"] == "h100"
+
+
+def test_a_gang_that_does_not_fit_waits_queued_and_starts_when_gpus_free(
+    operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
+) -> None:
+    create(custom, namespace, training_job("filler", 4, 8, gpu_type=A100, keep_running=True))
+    running_pods_on(core, namespace, "filler", 4)
+
+    create(custom, namespace, training_job("waiting", 2, 8, gpu_type=A100))
+    queued = wait_for_phase(custom, "LeptonTrainingJob", namespace, "waiting", "Queued")
+    ready = condition(queued, "Ready")
+    assert ready is not None and ready["reason"] == "InsufficientGPUs"
+    assert "2 workers x 8 GPUs" in ready["message"]
+    assert "a100: 0 of 32 free" in ready["message"]
+    assert pytorchjob(custom, namespace, "waiting") is None, "nothing is created while queued"
+    assert ("Normal", "Queued") in events_for(core, namespace, "waiting")
+
+    delete_training_job(custom, core, namespace, "filler")
+    assert admitted_pool(custom, namespace, "waiting") == "a100"
+    wait_for_phase(custom, "LeptonTrainingJob", namespace, "waiting", "Succeeded")
+
+
+def test_a_gang_larger_than_any_pool_says_so(
+    operator: OperatorProcess, custom: Any, namespace: str, volumes: None
+) -> None:
+    create(custom, namespace, training_job("huge", 5, 8, gpu_type=A100))
+    queued = wait_for_phase(custom, "LeptonTrainingJob", namespace, "huge", "Queued")
+    ready = condition(queued, "Ready")
+    assert ready is not None and ready["reason"] == "ExceedsPoolCapacity"
+    assert "a100: 4 nodes of 8 GPUs" in ready["message"]
+    assert get(custom, "LeptonTrainingJob", namespace, "huge")["status"].get("pool") is None
