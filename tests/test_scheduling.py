@@ -82,6 +82,14 @@ def test_binpack_fills_the_smaller_pool_first() -> None:
     assert decision == Admitted("h100", POOL_KEY, free_gpus_after=8)
 
 
+def test_binpack_sends_a_small_worker_to_the_pool_of_small_nodes() -> None:
+    l4 = [GpuNode(f"l4-{i}", "l4", POOL_KEY, "NVIDIA-L4", 4, 0) for i in range(4)]
+    assert admit(GangRequest(1, 1), [*cluster(), *l4]) == Admitted("l4", POOL_KEY, 15)
+    # ... and onto a node already in use rather than a whole one
+    half_used = [*cluster(a100_used=(6, 0, 0, 0), h100_used=(0, 0)), *l4]
+    assert admit(GangRequest(1, 2), half_used) == Admitted("a100", POOL_KEY, 24)
+
+
 def test_least_loaded_picks_the_lowest_allocation_ratio() -> None:
     decision = admit(GangRequest(1, 8), cluster(h100_used=(0, 0)), policy="least-loaded")
     assert isinstance(decision, Admitted) and decision.pool == "a100"

@@ -53,8 +53,9 @@ class SchedulingSpec(LeptonModel):
     )
     """A node pool by name, or `auto` to let the operator pick one with the placement policy."""
     policy: PlacementPolicy = "binpack"
-    """How `auto` chooses a pool: binpack (fewest GPUs left free, least fragmentation),
-    least-loaded (lowest allocation ratio) or spread."""
+    """How `auto` chooses a pool: binpack (best fit: the nodes the workers land on keep the
+    fewest GPUs free, so whole nodes stay free for large workers), least-loaded (lowest
+    allocation ratio) or spread (most GPUs left free)."""
     priority_class_name: str | None = Field(default=None, max_length=NAME_MAX)
     """PriorityClass for the pods (preemption and queue order)."""
     queue_name: str | None = Field(default=None, max_length=NAME_MAX)

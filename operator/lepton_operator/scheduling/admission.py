@@ -106,11 +106,22 @@ class _Candidate:
     capacity: int
     free_before: int
     free_after: int
+    whole_nodes_taken: int
+    left_on_touched_nodes: int
 
 
-def _score(candidate: _Candidate, policy: Policy) -> tuple[float, str]:
-    if policy == "binpack":  # fewest GPUs left free: fills a pool before starting another
-        return (candidate.free_after, candidate.pool)
+def _score(candidate: _Candidate, policy: Policy) -> tuple[float | str, ...]:
+    if policy == "binpack":
+        # Best fit across pools, node by node: the nodes the job lands on keep the fewest GPUs
+        # free (a 1-GPU worker goes to a 4-GPU node, not an 8-GPU one), then the fewest
+        # whole nodes are broken into, then the fullest pool wins. Whole 8-GPU nodes stay
+        # free for the large workers that need them.
+        return (
+            candidate.left_on_touched_nodes,
+            candidate.whole_nodes_taken,
+            candidate.free_after,
+            candidate.pool,
+        )
     if policy == "least-loaded":  # lowest allocation ratio now: the original Lepton rule
         return (1 - candidate.free_before / candidate.capacity, candidate.pool)
     return (-candidate.free_after, candidate.pool)  # spread: most GPUs left free
@@ -145,6 +156,11 @@ def admit(
         if placed is None:
             continue
         free_after = sum(free) - sum(free[i] for i in eligible_index) + sum(placed)
+        touched = [
+            (i, after) for i, after in zip(eligible_index, placed, strict=True) if after < free[i]
+        ]
+        whole_nodes_taken = sum(1 for i, _ in touched if free[i] == nodes[i].allocatable)
+        left_on_touched_nodes = sum(after for _, after in touched)
         candidates.append(
             _Candidate(
                 pool,
@@ -152,6 +168,8 @@ def admit(
                 capacity=sum(n.allocatable for n in nodes),
                 free_before=sum(free),
                 free_after=free_after,
+                whole_nodes_taken=whole_nodes_taken,
+                left_on_touched_nodes=left_on_touched_nodes,
             )
         )
     if candidates:
