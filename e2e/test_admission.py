@@ -130,6 +130,13 @@ def test_a_gang_that_does_not_fit_waits_queued_and_starts_when_gpus_free(
     assert pytorchjob(custom, namespace, "waiting") is None, "nothing is created while queued"
     assert ("Normal", "Queued") in events_for(core, namespace, "waiting")
 
+    metrics = operator.metrics()
+    assert 'lepton_admissions_total{outcome="InsufficientGPUs"}' in metrics
+    assert (
+        'lepton_pool_gpus{gpu_product="NVIDIA-A100-SXM4-80GB",pool="a100",state="capacity"} 32.0'
+        in metrics
+    )
+
     delete_training_job(custom, core, namespace, "filler")
     assert admitted_pool(custom, namespace, "waiting") == "a100"
     wait_for_phase(custom, "LeptonTrainingJob", namespace, "waiting", "Succeeded")
