@@ -7,6 +7,7 @@ and turns the outcome into a placement or a `Queued` blocker for the status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -33,6 +34,23 @@ from lepton_operator.status import Blocker
 log = logging.getLogger(__name__)
 FORBIDDEN = 403
 ACTIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def apply_when_admitted(
+    namespace: str,
+    job_name: str,
+    resources: WorkerResources,
+    scheduling: SchedulingSpec,
+    render: Callable[[Placement], Iterable[dict[str, Any]]],
+) -> Blocker | None:
+    """Apply a job's children where admission places them; the Queued blocker if it waits."""
+    existing = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
+    placement = place_job(existing, resources, scheduling)
+    if isinstance(placement, Blocker):
+        return placement
+    for manifest in render(placement):
+        k8s.apply(manifest)
+    return None
 
 
 def place_job(

@@ -6,7 +6,6 @@ from typing import Any
 
 import kopf
 
-from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.builders.jobs import (
@@ -14,8 +13,7 @@ from lepton_operator.builders.jobs import (
     compression_job_name,
     render_compression_children,
 )
-from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
-from lepton_operator.handlers.admission import place_job
+from lepton_operator.handlers.admission import apply_when_admitted
 from lepton_operator.handlers.context import (
     fetch_source,
     instrumented,
@@ -84,18 +82,16 @@ def reconcile_compression(body: kopf.Body, **_: Any) -> None:
                 [source.dataset.secret_ref, spec.output.secret_ref],
             )
         if source is not None and blocker is None:
-            existing = k8s.get(
-                PYTORCHJOB_API_VERSION,
-                "PyTorchJob",
+            resolved = source
+            blocker = apply_when_admitted(
                 compression.metadata.namespace,
                 compression_job_name(compression),
+                spec.resources,
+                spec.scheduling,
+                lambda placement: render_compression_children(
+                    compression, resolved, placement, config
+                ),
             )
-            placement = place_job(existing, spec.resources, spec.scheduling)
-            if isinstance(placement, Blocker):
-                blocker = placement
-            else:
-                for manifest in render_compression_children(compression, source, placement, config):
-                    k8s.apply(manifest)
         refresh_compression_status(
             current, blocker, source.model_uri if source is not None else None
         )

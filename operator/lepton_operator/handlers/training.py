@@ -6,12 +6,10 @@ from typing import Any
 
 import kopf
 
-from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.jobs import render_training_children, training_job_name
-from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
-from lepton_operator.handlers.admission import place_job
+from lepton_operator.handlers.admission import apply_when_admitted
 from lepton_operator.handlers.context import (
     instrumented,
     missing_inputs,
@@ -19,7 +17,6 @@ from lepton_operator.handlers.context import (
     settings,
 )
 from lepton_operator.handlers.jobs import refresh_training_status
-from lepton_operator.status import Blocker
 
 PLURAL = "leptontrainingjobs"
 
@@ -39,18 +36,13 @@ def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
             [spec.dataset.secret_ref, spec.output.secret_ref],
         )
         if blocker is None:
-            existing = k8s.get(
-                PYTORCHJOB_API_VERSION,
-                "PyTorchJob",
+            blocker = apply_when_admitted(
                 job.metadata.namespace,
                 training_job_name(job),
+                spec.resources,
+                spec.scheduling,
+                lambda placement: render_training_children(job, placement, config),
             )
-            placement = place_job(existing, spec.resources, spec.scheduling)
-            if isinstance(placement, Blocker):
-                blocker = placement
-            else:
-                for manifest in render_training_children(job, placement, config):
-                    k8s.apply(manifest)
         refresh_training_status(current, blocker)
         if blocker is not None:
             raise retry_later(blocker)

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from lepton_operator.scheduling.placement import GPU_TAINT_KEY
+from lepton_operator.scheduling.views import ContainerView, MetaView, PodView, Quantity, View
 
 FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 # Taints that keep Lepton's pods off a node: they tolerate the GPU taint only.
@@ -46,64 +46,24 @@ class InventoryLabels:
     gpu_resource: str = "nvidia.com/gpu"
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class _Meta(_View):
-    name: str = ""
-    namespace: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class _Taint(_View):
+class _Taint(View):
     key: str = ""
     effect: str = ""
 
 
-class _NodeSpec(_View):
+class _NodeSpec(View):
     unschedulable: bool = False
     taints: list[_Taint] = Field(default_factory=list)
 
 
-# A quantity is a string on the wire ("8"), but manifests that Lepton or users write may hold
-# plain numbers, and the API server keeps them as written in custom resources' templates.
-Quantity = str | int | float
-
-
-class _NodeStatus(_View):
+class _NodeStatus(View):
     allocatable: dict[str, Quantity] = Field(default_factory=dict)
 
 
-class _Node(_View):
-    metadata: _Meta = Field(default_factory=_Meta)
+class _Node(View):
+    metadata: MetaView = Field(default_factory=MetaView)
     spec: _NodeSpec = Field(default_factory=_NodeSpec)
     status: _NodeStatus = Field(default_factory=_NodeStatus)
-
-
-class _Resources(_View):
-    requests: dict[str, Quantity] = Field(default_factory=dict)
-    limits: dict[str, Quantity] = Field(default_factory=dict)
-
-
-class _Container(_View):
-    resources: _Resources = Field(default_factory=_Resources)
-
-
-class _PodSpec(_View):
-    node_name: str | None = None
-    containers: list[_Container] = Field(default_factory=list)
-    init_containers: list[_Container] = Field(default_factory=list)
-
-
-class _PodStatus(_View):
-    phase: str = "Pending"
-
-
-class _Pod(_View):
-    metadata: _Meta = Field(default_factory=_Meta)
-    spec: _PodSpec = Field(default_factory=_PodSpec)
-    status: _PodStatus = Field(default_factory=_PodStatus)
 
 
 def _count(quantity: Quantity | None) -> int:
@@ -117,9 +77,9 @@ def _count(quantity: Quantity | None) -> int:
 def pod_gpus(pod: dict[str, Any], gpu_resource: str = "nvidia.com/gpu") -> int:
     """GPUs a pod holds: its containers' sum, or its largest init container if that is more
     (init containers run one at a time, before the others), as kube-scheduler counts them."""
-    spec = _Pod.model_validate(pod).spec
+    spec = PodView.model_validate(pod).spec
 
-    def gpus(container: _Container) -> int:
+    def gpus(container: ContainerView) -> int:
         resources = container.resources
         return _count(resources.requests.get(gpu_resource) or resources.limits.get(gpu_resource))
 
@@ -129,7 +89,7 @@ def pod_gpus(pod: dict[str, Any], gpu_resource: str = "nvidia.com/gpu") -> int:
 
 
 def pod_is_bound_and_active(pod: dict[str, Any]) -> bool:
-    view = _Pod.model_validate(pod)
+    view = PodView.model_validate(pod)
     return bool(view.spec.node_name) and view.status.phase not in FINISHED_POD_PHASES
 
 
@@ -140,7 +100,7 @@ def build_inventory(
     used: dict[str, int] = {}
     for pod in pods:
         if pod_is_bound_and_active(pod):
-            node_name = _Pod.model_validate(pod).spec.node_name or ""
+            node_name = PodView.model_validate(pod).spec.node_name or ""
             used[node_name] = used.get(node_name, 0) + pod_gpus(pod, labels.gpu_resource)
     inventory = []
     for raw in nodes:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from lepton_operator.scheduling.admission import Reservation
 from lepton_operator.scheduling.inventory import (
@@ -18,64 +17,38 @@ from lepton_operator.scheduling.inventory import (
     pod_gpus,
     pod_is_bound_and_active,
 )
+from lepton_operator.scheduling.views import MetaView, PodView, View
 
 # The training operator labels each pod with the name of its job.
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 FINISHED_CONDITIONS = frozenset({"Succeeded", "Failed"})
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class _Meta(_View):
-    name: str = ""
-    namespace: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-    deletion_timestamp: str | None = None
-
-
-class _PodSpec(_View):
-    node_selector: dict[str, str] = Field(default_factory=dict)
-
-
-class _Template(_View):
-    spec: _PodSpec = Field(default_factory=_PodSpec)
-
-
-class _ReplicaSpec(_View):
+class _ReplicaSpec(View):
     replicas: int = 1
     template: dict[str, Any] = Field(default_factory=dict)
 
 
-class _RunPolicy(_View):
+class _RunPolicy(View):
     suspend: bool = False
 
 
-class _Spec(_View):
+class _Spec(View):
     pytorch_replica_specs: dict[str, _ReplicaSpec] = Field(default_factory=dict)
     run_policy: _RunPolicy = Field(default_factory=_RunPolicy)
 
 
-class _Condition(_View):
+class _Condition(View):
     type: str
     status: str
 
 
-class _Status(_View):
+class _Status(View):
     conditions: list[_Condition] = Field(default_factory=list)
 
 
-class _PodStatus(_View):
-    phase: str = "Pending"
-
-
-class _Pod(_View):
-    status: _PodStatus = Field(default_factory=_PodStatus)
-
-
-class _PyTorchJob(_View):
-    metadata: _Meta = Field(default_factory=_Meta)
+class _PyTorchJob(View):
+    metadata: MetaView = Field(default_factory=MetaView)
     spec: _Spec = Field(default_factory=_Spec)
     status: _Status = Field(default_factory=_Status)
 
@@ -96,9 +69,9 @@ def reservations_from(
     bound: dict[tuple[str, str], int] = {}
     waiting: dict[tuple[str, str], int] = {}
     for pod in pods:
-        metadata = _Meta.model_validate(pod.get("metadata", {}))
+        metadata = MetaView.model_validate(pod.get("metadata", {}))
         job_name = metadata.labels.get(JOB_NAME_LABEL)
-        if job_name is None or _Pod.model_validate(pod).status.phase in FINISHED_POD_PHASES:
+        if job_name is None or PodView.model_validate(pod).status.phase in FINISHED_POD_PHASES:
             continue
         counts = bound if pod_is_bound_and_active(pod) else waiting
         key = (metadata.namespace, job_name)
@@ -131,9 +104,7 @@ def reservations_from(
                 pool=pool,
                 workers=unbound,
                 gpus_per_worker=pod_gpus(first, gpu_resource),
-                gpu_product=_Template.model_validate(first).spec.node_selector.get(
-                    gpu_product_label
-                ),
+                gpu_product=PodView.model_validate(first).spec.node_selector.get(gpu_product_label),
             )
         )
     return sorted(reservations, key=lambda r: (r.pool, -r.gpus_per_worker, r.workers))
@@ -145,4 +116,4 @@ def job_node_selector(pytorchjob: dict[str, Any]) -> dict[str, str]:
     replica = specs.get("Master") or next(iter(specs.values()), None)
     if replica is None:
         return {}
-    return dict(_Template.model_validate(replica.template).spec.node_selector)
+    return dict(PodView.model_validate(replica.template).spec.node_selector)

@@ -1,0 +1,53 @@
+"""Small pydantic views of the Nodes, Pods and PyTorchJobs admission reads.
+
+They ignore every field admission does not use, so objects written by anyone (other
+controllers, users) parse; a missing field takes its Kubernetes default.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# A quantity is a string on the wire ("8"), but manifests that Lepton or users write may hold
+# plain numbers, and the API server keeps them as written in custom resources' templates.
+Quantity = str | int | float
+
+
+class View(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class MetaView(View):
+    name: str = ""
+    namespace: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    deletion_timestamp: str | None = None
+
+
+class ResourcesView(View):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class ContainerView(View):
+    resources: ResourcesView = Field(default_factory=ResourcesView)
+
+
+class PodSpecView(View):
+    node_name: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    containers: list[ContainerView] = Field(default_factory=list)
+    init_containers: list[ContainerView] = Field(default_factory=list)
+
+
+class PodStatusView(View):
+    phase: str = "Pending"
+
+
+class PodView(View):
+    """A Pod, or a pod template (metadata and spec only)."""
+
+    metadata: MetaView = Field(default_factory=MetaView)
+    spec: PodSpecView = Field(default_factory=PodSpecView)
+    status: PodStatusView = Field(default_factory=PodStatusView)
