@@ -7,6 +7,7 @@ occupies GPUs with "filler" jobs whose pods kwok keeps running.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -127,6 +128,7 @@ def test_a_gang_that_does_not_fit_waits_queued_and_starts_when_gpus_free(
     assert ready is not None and ready["reason"] == "InsufficientGPUs"
     assert "2 workers x 8 GPUs" in ready["message"]
     assert "a100: 0 of 32 free" in ready["message"]
+    assert re.search(r"\(number \d+ of \d+ queued\)$", ready["message"]), ready["message"]
     assert pytorchjob(custom, namespace, "waiting") is None, "nothing is created while queued"
     assert ("Normal", "Queued") in events_for(core, namespace, "waiting")
 

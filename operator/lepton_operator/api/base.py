@@ -102,5 +102,6 @@ class ObjectMeta(LeptonModel):
     namespace: str = "default"
     uid: str = ""
     generation: int = 0
+    creation_timestamp: str = ""  # RFC 3339, UTC: orders the admission queue
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

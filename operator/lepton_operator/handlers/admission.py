@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from lepton_operator import k8s
+from lepton_operator.api.base import GROUP_VERSION, ObjectMeta
 from lepton_operator.api.common import SchedulingSpec, WorkerResources
 from lepton_operator.builders.meta import MANAGED_BY, POOL_LABEL
 from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
 from lepton_operator.handlers.context import settings
 from lepton_operator.metrics import ADMISSIONS, POOL_GPUS
 from lepton_operator.observe import label_of
-from lepton_operator.scheduling.admission import Admitted, GangRequest, admit
+from lepton_operator.scheduling.admission import Admitted, GangRequest, Reservation, admit
 from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
 from lepton_operator.scheduling.placement import (
     Placement,
@@ -27,6 +29,7 @@ from lepton_operator.scheduling.placement import (
     pool_placement,
     requested_placement,
 )
+from lepton_operator.scheduling.queue import QueuedJob, queue_position, queued_jobs
 from lepton_operator.scheduling.reservations import job_node_selector, reservations_from
 from lepton_operator.settings import POOL_LABEL_FALLBACKS
 from lepton_operator.status import Blocker
@@ -37,17 +40,26 @@ ACTIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 
 
 def apply_when_admitted(
-    namespace: str,
+    waiting_job: QueuedJob,
     job_name: str,
     resources: WorkerResources,
     scheduling: SchedulingSpec,
     render: Callable[[Placement], Iterable[dict[str, Any]]],
 ) -> Blocker | None:
-    """Apply a job's children where admission places them; the Queued blocker if it waits."""
+    """Apply a job's children where admission places them; the Queued blocker if it waits.
+
+    `waiting_job` is the Lepton resource as it would stand in the queue.
+    """
+    namespace = waiting_job.namespace
     existing = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
     placement = place_job(existing, resources, scheduling)
     if isinstance(placement, Blocker):
-        return placement
+        if placement.phase != "Queued":
+            return placement
+        position, length = queue_position(_queued_jobs(), waiting_job)
+        return replace(
+            placement, message=f"{placement.message} (number {position} of {length} queued)"
+        )
     for manifest in render(placement):
         k8s.apply(manifest)
     return None
@@ -110,7 +122,31 @@ def place_job(
     return Blocker(decision.reason, decision.message, phase="Queued")
 
 
-def _cluster_state() -> tuple[list[GpuNode], list[Any]]:
+def queued_as(metadata: ObjectMeta, kind: str) -> QueuedJob:
+    return QueuedJob(metadata.creation_timestamp, metadata.namespace, metadata.name, kind)
+
+
+def _list_watched(api_version: str, kind: str, label_selector: str = "") -> list[dict[str, Any]]:
+    """Objects in the namespaces the operator serves (its RBAC may reach no further)."""
+    namespaces = settings().namespaces
+    if not namespaces:
+        return k8s.list_all_namespaces(api_version, kind, label_selector)
+    return [
+        item
+        for namespace in namespaces
+        for item in k8s.list_objects(api_version, kind, namespace, label_selector)
+    ]
+
+
+def _queued_jobs() -> list[QueuedJob]:
+    return [
+        job
+        for kind in ("LeptonTrainingJob", "LeptonCompression")
+        for job in queued_jobs(_list_watched(GROUP_VERSION, kind), kind)
+    ]
+
+
+def _cluster_state() -> tuple[list[GpuNode], list[Reservation]]:
     config = settings()
     labels = InventoryLabels(
         pool_labels=(config.pool_label, *POOL_LABEL_FALLBACKS),
@@ -121,14 +157,7 @@ def _cluster_state() -> tuple[list[GpuNode], list[Any]]:
     pods = k8s.list_all_namespaces("v1", "Pod", field_selector=ACTIVE_PODS)
     inventory = build_inventory(nodes, pods, labels)
     selector = f"app.kubernetes.io/managed-by={MANAGED_BY},{POOL_LABEL}"
-    if config.namespaces:
-        jobs = [
-            job
-            for namespace in config.namespaces
-            for job in k8s.list_objects(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, selector)
-        ]
-    else:
-        jobs = k8s.list_all_namespaces(PYTORCHJOB_API_VERSION, "PyTorchJob", selector)
+    jobs = _list_watched(PYTORCHJOB_API_VERSION, "PyTorchJob", selector)
     reservations = reservations_from(
         jobs, pods, POOL_LABEL, config.gpu_product_label, config.gpu_resource
     )

@@ -13,7 +13,7 @@ from lepton_operator.builders.jobs import (
     compression_job_name,
     render_compression_children,
 )
-from lepton_operator.handlers.admission import apply_when_admitted
+from lepton_operator.handlers.admission import apply_when_admitted, queued_as
 from lepton_operator.handlers.context import (
     fetch_source,
     instrumented,
@@ -84,7 +84,7 @@ def reconcile_compression(body: kopf.Body, **_: Any) -> None:
         if source is not None and blocker is None:
             resolved = source
             blocker = apply_when_admitted(
-                compression.metadata.namespace,
+                queued_as(compression.metadata, "LeptonCompression"),
                 compression_job_name(compression),
                 spec.resources,
                 spec.scheduling,

@@ -9,7 +9,7 @@ import kopf
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.jobs import render_training_children, training_job_name
-from lepton_operator.handlers.admission import apply_when_admitted
+from lepton_operator.handlers.admission import apply_when_admitted, queued_as
 from lepton_operator.handlers.context import (
     instrumented,
     missing_inputs,
@@ -37,7 +37,7 @@ def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
         )
         if blocker is None:
             blocker = apply_when_admitted(
-                job.metadata.namespace,
+                queued_as(job.metadata, "LeptonTrainingJob"),
                 training_job_name(job),
                 spec.resources,
                 spec.scheduling,
