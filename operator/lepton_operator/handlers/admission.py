@@ -91,8 +91,8 @@ def place_job(
     except ApiException as error:
         if error.status != FORBIDDEN:
             raise
-        # Without read access to nodes and pods there is no inventory: leave it to the
-        # scheduler, as before admission existed, and say so in the log.
+        # Without read access to nodes and pods there is no inventory: kube-scheduler alone
+        # places the job, and the log says why.
         log.warning("cannot list nodes or pods (%s): GPU admission is off", error.reason)
         return requested
     if not inventory:
@@ -123,6 +123,7 @@ def place_job(
 
 
 def queued_as(metadata: ObjectMeta, kind: str) -> QueuedJob:
+    """A Lepton resource as it stands in the admission queue."""
     return QueuedJob(metadata.creation_timestamp, metadata.namespace, metadata.name, kind)
 
 
