@@ -8,7 +8,6 @@ the jobs "succeed" without training anything: this demonstrates the control plan
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 
 from kubernetes.client import CoreV1Api
 
-from e2e import cluster
+from e2e import cluster, processes
 from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import OPERATOR_MODULE, REPO_ROOT, OperatorProcess
 
@@ -39,14 +38,12 @@ def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _stop_previous_operator() -> None:
-    if PID_FILE.exists():
-        pid_text, _, module = PID_FILE.read_text().partition("\n")
-        cmdline = Path(f"/proc/{pid_text.strip()}/cmdline")
-        # Signal it only while the pid is still the operator (pids are recycled).
-        with contextlib.suppress(ProcessLookupError, ValueError, OSError):
-            if module.strip() and module.strip().encode() in cmdline.read_bytes():
-                os.kill(int(pid_text), signal.SIGTERM)
-        PID_FILE.unlink()
+    # The launcher's own bookkeeping: it signals a pid only while it is still the operator.
+    for proc in processes.recorded(cluster.STATE_DIR):
+        if proc.name == PID_FILE.stem:
+            if processes.is_alive(proc):
+                os.kill(proc.pid, signal.SIGTERM)
+            PID_FILE.unlink(missing_ok=True)
 
 
 def _prepare_namespace(core: Any) -> None:

@@ -20,6 +20,7 @@ from lepton_operator.scheduling.admission import (
 from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
 from lepton_operator.scheduling.queue import QueuedJob, queue_position, queued_jobs
 from lepton_operator.scheduling.reservations import reservations_from
+from lepton_operator.scheduling.views import PodView
 
 A100 = "NVIDIA-A100-SXM4-80GB"
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -186,6 +187,7 @@ def node_manifest(
 def pod_manifest(
     node_name: str | None, gpus: int, phase: str = "Running", job: str | None = None
 ) -> dict[str, Any]:
+    """A Pod as the API server lists it (the handler parses each into a PodView once)."""
     labels = {"training.kubeflow.org/job-name": job} if job else {}
     return {
         "metadata": {"name": "p", "namespace": "team", "labels": labels},
@@ -215,7 +217,7 @@ def test_inventory_counts_bound_unfinished_pods_on_pool_nodes() -> None:
         pod_manifest("k-0", 1, phase="Pending"),  # bound, still starting: holds its GPU
         pod_manifest("k-0", 1) | {"spec": {"nodeName": "k-0", "containers": [{}]}},  # no GPU
     ]
-    inventory = build_inventory(nodes, pods, LABELS)
+    inventory = build_inventory(nodes, [PodView.model_validate(p) for p in pods], LABELS)
     assert inventory == [
         GpuNode("a-0", "a100", POOL_KEY, A100, allocatable=8, used=2),
         GpuNode("k-0", "spot", "karpenter.sh/nodepool", None, allocatable=4, used=1),
@@ -266,7 +268,8 @@ def test_reservations_are_the_unbound_workers_of_unfinished_admitted_jobs() -> N
         pod_manifest("h-0", 8, job="restarting"),
         pod_manifest(None, 8, phase="Pending", job="restarting"),
     ]
-    assert reservations_from(jobs, pods, "lepton.ai/pool", LABELS.gpu_product_label) == [
+    views = [PodView.model_validate(p) for p in pods]
+    assert reservations_from(jobs, views, "lepton.ai/pool", LABELS.gpu_product_label) == [
         # waiting: 3 workers, 1 bound, 1 waiting for a node, 1 not created yet
         Reservation("a100", workers=2, gpus_per_worker=8, gpu_product=A100),
         Reservation("h100", workers=1, gpus_per_worker=8, gpu_product=A100),

@@ -31,6 +31,7 @@ from lepton_operator.scheduling.placement import (
 )
 from lepton_operator.scheduling.queue import QueuedJob, queue_position, queued_jobs
 from lepton_operator.scheduling.reservations import job_node_selector, reservations_from
+from lepton_operator.scheduling.views import PodView
 from lepton_operator.settings import POOL_LABEL_FALLBACKS
 from lepton_operator.status import Blocker
 
@@ -155,7 +156,11 @@ def _cluster_state() -> tuple[list[GpuNode], list[Reservation]]:
         gpu_resource=config.gpu_resource,
     )
     nodes = k8s.list_all_namespaces("v1", "Node")
-    pods = k8s.list_all_namespaces("v1", "Pod", field_selector=ACTIVE_PODS)
+    # Parsed once: the inventory and the reservations both read every pod.
+    pods = [
+        PodView.model_validate(pod)
+        for pod in k8s.list_all_namespaces("v1", "Pod", field_selector=ACTIVE_PODS)
+    ]
     inventory = build_inventory(nodes, pods, labels)
     selector = f"app.kubernetes.io/managed-by={MANAGED_BY},{POOL_LABEL}"
     jobs = _list_watched(PYTORCHJOB_API_VERSION, "PyTorchJob", selector)

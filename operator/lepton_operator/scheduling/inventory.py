@@ -1,6 +1,7 @@
 """The GPU inventory: which nodes form which pool, and how many GPUs each has free.
 
-Built from plain Node and Pod dicts as the API server returns them, so the whole of admission
+Built from Node dicts as the API server returns them and Pods parsed once into views, so the
+whole of admission
 stays a pure function of what was listed. Usage counts the GPU requests of every pod bound to
 a node and not yet finished, whoever created it: Lepton shares the pools with other workloads.
 """
@@ -14,9 +15,8 @@ from typing import Any
 from pydantic import Field
 
 from lepton_operator.scheduling.placement import GPU_TAINT_KEY
-from lepton_operator.scheduling.views import ContainerView, MetaView, PodView, Quantity, View
+from lepton_operator.scheduling.views import MetaView, PodView, Quantity, View, count
 
-FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
 # Taints that keep Lepton's pods off a node: they tolerate the GPU taint only.
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
@@ -66,47 +66,20 @@ class _Node(View):
     status: _NodeStatus = Field(default_factory=_NodeStatus)
 
 
-def _count(quantity: Quantity | None) -> int:
-    # GPUs are whole devices: the API server only accepts integer quantities for them.
-    try:
-        return int(quantity) if quantity is not None else 0
-    except ValueError:
-        return 0
-
-
-def pod_gpus(pod: dict[str, Any], gpu_resource: str = "nvidia.com/gpu") -> int:
-    """GPUs a pod holds: its containers' sum, or its largest init container if that is more
-    (init containers run one at a time, before the others), as kube-scheduler counts them."""
-    spec = PodView.model_validate(pod).spec
-
-    def gpus(container: ContainerView) -> int:
-        resources = container.resources
-        return _count(resources.requests.get(gpu_resource) or resources.limits.get(gpu_resource))
-
-    running = sum(gpus(c) for c in spec.containers)
-    init = max((gpus(c) for c in spec.init_containers), default=0)
-    return max(running, init)
-
-
-def pod_is_bound_and_active(pod: dict[str, Any]) -> bool:
-    view = PodView.model_validate(pod)
-    return bool(view.spec.node_name) and view.status.phase not in FINISHED_POD_PHASES
-
-
 def build_inventory(
-    nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]], labels: InventoryLabels
+    nodes: Iterable[dict[str, Any]], pods: Iterable[PodView], labels: InventoryLabels
 ) -> list[GpuNode]:
     """Every node that names a pool, has GPUs and takes Lepton's pods, with its GPUs in use."""
     used: dict[str, int] = {}
     for pod in pods:
-        if pod_is_bound_and_active(pod):
-            node_name = PodView.model_validate(pod).spec.node_name or ""
-            used[node_name] = used.get(node_name, 0) + pod_gpus(pod, labels.gpu_resource)
+        if pod.bound_and_active:
+            node_name = pod.spec.node_name or ""
+            used[node_name] = used.get(node_name, 0) + pod.gpus(labels.gpu_resource)
     inventory = []
     for raw in nodes:
         node = _Node.model_validate(raw)
         pool_label = next((k for k in labels.pool_labels if k in node.metadata.labels), None)
-        allocatable = _count(node.status.allocatable.get(labels.gpu_resource))
+        allocatable = count(node.status.allocatable.get(labels.gpu_resource))
         if pool_label is None or allocatable <= 0 or not _takes_lepton_pods(node.spec):
             continue
         inventory.append(

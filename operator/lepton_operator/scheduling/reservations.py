@@ -12,11 +12,6 @@ from typing import Any
 from pydantic import Field
 
 from lepton_operator.scheduling.admission import Reservation
-from lepton_operator.scheduling.inventory import (
-    FINISHED_POD_PHASES,
-    pod_gpus,
-    pod_is_bound_and_active,
-)
 from lepton_operator.scheduling.views import MetaView, PodView, View
 
 # The training operator labels each pod with the name of its job.
@@ -55,7 +50,7 @@ class _PyTorchJob(View):
 
 def reservations_from(
     pytorchjobs: Iterable[dict[str, Any]],
-    pods: Iterable[dict[str, Any]],
+    pods: Iterable[PodView],
     pool_label: str,
     gpu_product_label: str,
     gpu_resource: str = "nvidia.com/gpu",
@@ -69,12 +64,11 @@ def reservations_from(
     bound: dict[tuple[str, str], int] = {}
     waiting: dict[tuple[str, str], int] = {}
     for pod in pods:
-        metadata = MetaView.model_validate(pod.get("metadata", {}))
-        job_name = metadata.labels.get(JOB_NAME_LABEL)
-        if job_name is None or PodView.model_validate(pod).status.phase in FINISHED_POD_PHASES:
+        job_name = pod.metadata.labels.get(JOB_NAME_LABEL)
+        if job_name is None or pod.finished:
             continue
-        counts = bound if pod_is_bound_and_active(pod) else waiting
-        key = (metadata.namespace, job_name)
+        counts = bound if pod.bound_and_active else waiting
+        key = (pod.metadata.namespace, job_name)
         counts[key] = counts.get(key, 0) + 1
     reservations = []
     for raw in pytorchjobs:
@@ -98,13 +92,13 @@ def reservations_from(
         unbound = waiting.get(key, 0) + not_created
         if unbound <= 0 or not replicas:
             continue
-        first = next(iter(replicas)).template
+        template = PodView.model_validate(next(iter(replicas)).template)
         reservations.append(
             Reservation(
                 pool=pool,
                 workers=unbound,
-                gpus_per_worker=pod_gpus(first, gpu_resource),
-                gpu_product=PodView.model_validate(first).spec.node_selector.get(gpu_product_label),
+                gpus_per_worker=template.gpus(gpu_resource),
+                gpu_product=template.spec.node_selector.get(gpu_product_label),
             )
         )
     return sorted(reservations, key=lambda r: (r.pool, -r.gpus_per_worker, r.workers))

@@ -46,9 +46,40 @@ class PodStatusView(View):
     phase: str = "Pending"
 
 
+FINISHED_POD_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def count(quantity: Quantity | None) -> int:
+    """A whole-device quantity (GPUs: the API server accepts only integers for them)."""
+    try:
+        return int(quantity) if quantity is not None else 0
+    except ValueError:
+        return 0
+
+
 class PodView(View):
     """A Pod, or a pod template (metadata and spec only)."""
 
     metadata: MetaView = Field(default_factory=MetaView)
     spec: PodSpecView = Field(default_factory=PodSpecView)
     status: PodStatusView = Field(default_factory=PodStatusView)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.phase in FINISHED_POD_PHASES
+
+    @property
+    def bound_and_active(self) -> bool:
+        return bool(self.spec.node_name) and not self.finished
+
+    def gpus(self, gpu_resource: str = "nvidia.com/gpu") -> int:
+        """GPUs the pod holds: its containers' sum, or its largest init container if that is
+        more (init containers run one at a time, first), as kube-scheduler counts them."""
+
+        def held(container: ContainerView) -> int:
+            resources = container.resources
+            return count(resources.requests.get(gpu_resource) or resources.limits.get(gpu_resource))
+
+        running = sum(held(c) for c in self.spec.containers)
+        init = max((held(c) for c in self.spec.init_containers), default=0)
+        return max(running, init)
