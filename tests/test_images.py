@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.helm_chart import REPO_ROOT
 IMAGES = REPO_ROOT / "images"
 # Pinned to a patch release of the 3.11 slim image; never a floating tag.
 PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?$")
-BUILD_TOOLS = ("apt-get install", "apt install", "gcc", "build-essential", "pip install")
+BUILD_TOOLS = ("apt-get install", "apt install", "gcc", "build-essential", "pip install", "/opt/uv")
 
 
 @dataclass
@@ -126,10 +127,32 @@ def test_build_context_holds_what_the_images_copy(dockerfile: Path) -> None:
                 assert f"!{source}" in ignore, f"{source} is kept out of the build context"
 
 
+def locked_install(target: str) -> str:
+    """The install `tests/cli/test_base_install.py` proves: the lock as constraints, hashes too."""
+    return (
+        "/opt/uv/bin/uv pip install --no-cache --python /opt/lepton/bin/python "
+        f"-c requirements.lock -b requirements.lock {target}"
+    )
+
+
+def test_images_bootstrap_uv_from_its_locked_entry(dockerfile: Path) -> None:
+    bootstrap, _ = pip_installs(dockerfile)
+    extract, _, install = bootstrap.partition(" > /tmp/uv.txt && ")
+    assert install == "/opt/uv/bin/pip install --no-deps --require-hashes -r /tmp/uv.txt"
+    awk = shlex.split(extract.removeprefix("python -m venv /opt/uv && "))
+    assert awk[0] == "awk"
+    entry = subprocess.run(awk, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    lines = entry.splitlines()
+    assert lines[0].startswith("uv==")
+    assert len(lines) > 2
+    assert all(line.strip().startswith("--hash=sha256:") for line in lines[1:])
+    assert not lines[-1].endswith("\\")
+
+
 def test_operator_image_has_no_torch() -> None:
     dockerfile = IMAGES / "operator" / "Dockerfile"
-    installs = pip_installs(dockerfile)
-    assert installs == ["/opt/lepton/bin/pip install ."]
+    _, install = pip_installs(dockerfile)
+    assert install == locked_install(".")
     code = [args for _, args in instructions(dockerfile.read_text())]
     assert not any("[runtime]" in line or "torch" in line for line in code)
 
@@ -147,7 +170,8 @@ def test_operator_image_starts_the_operator_on_its_ports() -> None:
 
 def test_runtime_image_installs_the_runtime_extra_and_leaves_the_command_to_the_operator() -> None:
     dockerfile = IMAGES / "runtime" / "Dockerfile"
-    assert pip_installs(dockerfile) == ['/opt/lepton/bin/pip install ".[runtime]"']
+    _, install = pip_installs(dockerfile)
+    assert install == locked_install('".[runtime]"')
     final = stages(dockerfile)[-1]
     assert final.all("ENTRYPOINT") == []
     assert final.all("EXPOSE") == [str(OperatorSettings().runtime_metrics_port)]

@@ -20,7 +20,6 @@ from lepton_cli.manifests import ManifestError, load_manifests, resolve_pipeline
 from lepton_cli.overrides import Overrides, apply_overrides
 from lepton_cli.processes import Interrupted, interrupts_as_exceptions
 from lepton_cli.validate import check_manifests, print_problems, validate_files
-from lepton_cli.volumes import VolumeError, default_volumes_dir
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -110,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    # Heavy imports (torch, tritonclient, matplotlib) only for the command that needs them.
+    # Heavy imports (torch, numpy, tritonclient, matplotlib) only for the command that needs
+    # them: `lepton validate` runs on the base install, without the [runtime] extra.
     from lepton_cli.local_pipeline import (  # noqa: PLC0415
         LocalPipelineRunner,
         RunOptions,
@@ -119,6 +119,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from lepton_cli.plots import write_plots  # noqa: PLC0415
     from lepton_cli.report import print_report, write_summary  # noqa: PLC0415
     from lepton_cli.runtime_jobs import StepError  # noqa: PLC0415
+    from lepton_cli.volumes import VolumeError, default_volumes_dir  # noqa: PLC0415
     from lepton_runtime.errors import JobError  # noqa: PLC0415
 
     overrides = Overrides(fast=args.fast, epochs=args.epochs)
