@@ -30,6 +30,7 @@ from lepton_runtime.contract import (
     RuntimeOptions,
     TrainSummary,
 )
+from lepton_runtime.data import load_splits
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
 from lepton_runtime.models import build_model
@@ -88,21 +89,33 @@ def test_compress_prunes_quantizes_and_shrinks(
     trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
 ) -> None:
     source, _ = trained
-    summary = compress.run(_config(source, tmp_path / "out", mnist_uri))
+    config = _config(source, tmp_path / "out", mnist_uri)
+    summary = compress.run(config)
     kept = [t for t in summary.trials if t.kept]
     assert len(kept) == 1 and kept[0] == summary.trials[-1]
     assert summary.sparsity == pytest.approx(kept[0].sparsity)
-    assert summary.size_bytes_after < summary.size_bytes_before / 2
+    assert summary.sparsity >= 0.4  # the guard backs off 0.6 -> 0.4 at most with 3 trials
     assert summary.baseline_accuracy - summary.final_accuracy <= 0.05 + 1e-9
+    # Each technique shrinks the file by what it implies, measured against the other alone:
+    # int8 stores a byte per weight instead of four, and zeros cost almost nothing once deflated.
+    int8_only = compress.run(
+        _config(source, tmp_path / "int8", mnist_uri, pruning=PruningSpec(method="none"))
+    )
+    assert int8_only.sparsity < 0.01
+    assert int8_only.size_bytes_after < summary.size_bytes_before / 3
+    assert summary.size_bytes_after < int8_only.size_bytes_after * (1 - summary.sparsity / 4)
     written = tmp_path / "out" / "model.ts"
     assert written.stat().st_size == summary.size_bytes_after  # the size is the shipped file
     card = read_card(str(tmp_path / "out"))
     assert card.quantization == "static-int8" and card.files == ["model.ts"]
+    # The shipped model still reads digits as the float model does (on held-out digits, not
+    # noise, where a classifier's argmax means nothing).
     scripted = load_scripted(str(tmp_path / "out"))
     float_model, _ = load_float_model(source)
-    x = torch.rand(64, 1, 28, 28)
-    agreement = (scripted(x).argmax(1) == float_model(x).argmax(1)).float().mean().item()
-    assert agreement > 0.7
+    _, test = load_splits(config.dataset)
+    with torch.no_grad():
+        agree = scripted(test.images).argmax(1) == float_model(test.images).argmax(1)
+    assert agree.float().mean().item() > 0.8
 
 
 def test_no_trial_meeting_the_guard_fails_and_exports_nothing(
@@ -169,7 +182,11 @@ def test_structured_compression_and_fp16(
             mnist_uri,
             pruning=PruningSpec(method="l1-structured", target_sparsity=0.25, steps=1),
             quantization="fp16",
-            accuracy_guard=AccuracyGuard(max_accuracy_drop=0.3, max_trials=1),
+            # What is under test is the structured masks and the fp16 export, not the guard
+            # (the tests above are about it): any drop passes, so the property holds by
+            # construction. Removing 25% of every conv's channels costs this net about half its
+            # accuracy even after a fine-tuning epoch, and how much depends on the machine.
+            accuracy_guard=AccuracyGuard(max_accuracy_drop=1.0, max_trials=1),
         )
     )
     assert summary.quantization == "fp16"

@@ -57,7 +57,7 @@ def test_training_learns_real_digits_and_writes_artifacts(
     trained: tuple[str, TrainSummary],
 ) -> None:
     uri, summary = trained
-    assert summary.accuracy > 0.5  # chance is 0.1; the tiny net gets ~0.8 in two short epochs
+    assert summary.accuracy > 0.8  # chance is 0.1; the fixture gets ~0.95 in two short epochs
     assert summary.loss_history[-1] < summary.loss_history[0]
     assert summary.epochs == 2 and summary.world_size == 1
     model, card = load_float_model(uri)
