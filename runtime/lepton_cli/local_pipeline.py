@@ -19,18 +19,11 @@ from pathlib import Path
 import pytriton
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from lepton_cli.inference import query_endpoint
 from lepton_cli.manifests import Pipeline
 from lepton_cli.processes import ProcessSupervisor, interrupts_ignored
+from lepton_cli.progress import StepProgress, step_progress
 from lepton_cli.results import (
     CompressionOutcome,
     LossSample,
@@ -145,7 +138,7 @@ class LocalPipelineRunner:
 
     # ----------------------------------------------------------------------------- steps
 
-    def train(self, progress: Progress) -> TrainingOutcome:
+    def train(self, progress: StepProgress) -> TrainingOutcome:
         job = self.pipeline.training
         spec = job.spec
         prepare_dataset(spec.dataset.uri, self.layout)
@@ -201,7 +194,7 @@ class LocalPipelineRunner:
             loss_samples=samples,
         )
 
-    def compress(self, progress: Progress) -> CompressionOutcome:
+    def compress(self, progress: StepProgress) -> CompressionOutcome:
         compression = self.pipeline.compression
         assert compression is not None
         training = self.pipeline.training
@@ -248,7 +241,7 @@ class LocalPipelineRunner:
         )
         return outcome
 
-    def package(self, progress: Progress) -> PackageConfig:
+    def package(self, progress: StepProgress) -> PackageConfig:
         endpoint = self.pipeline.endpoint
         assert endpoint is not None
         source = self.pipeline.compression or self.pipeline.training
@@ -268,7 +261,7 @@ class LocalPipelineRunner:
         progress.update(task, completed=1, status=f"{config.backend} backend")
         return config
 
-    def serve(self, progress: Progress, package: PackageConfig) -> ServingOutcome:
+    def serve(self, progress: StepProgress, package: PackageConfig) -> ServingOutcome:
         endpoint = self.pipeline.endpoint
         assert endpoint is not None
         from lepton_runtime.data import load_splits  # noqa: PLC0415 (torch: only when serving)
@@ -314,15 +307,7 @@ class LocalPipelineRunner:
         """All steps; the children are gone when this returns or raises."""
         started = time.perf_counter()
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-        )
+        progress = step_progress(self.console)
         try:
             with progress:
                 training = self.train(progress)

@@ -99,3 +99,11 @@ def test_report_and_no_leftovers(fast_run: tuple[Path, dict[str, Any], str]) -> 
     assert "smaller" in stdout
     assert not processes_mentioning(str(output))
     assert not processes_mentioning(f"--model-repository={output}")
+
+
+def test_progress_in_a_log_is_plain_lines(fast_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, _, stdout = fast_run  # captured: stdout is no terminal, as in a CI log
+    steps = [line.split(":")[0] for line in stdout.splitlines() if line.endswith(" s)")]
+    for step in ("train mnist", "compress mnist-compressed", "package mnist", "serve mnist"):
+        assert any(line.startswith(step) for line in steps), stdout
+    assert "\r" not in stdout  # no row redrawn in place
