@@ -8,6 +8,7 @@ occupies GPUs with "filler" jobs whose pods kwok keeps running.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -153,3 +154,65 @@ def test_a_gang_larger_than_any_pool_says_so(
     assert ready is not None and ready["reason"] == "ExceedsPoolCapacity"
     assert "a100: 4 nodes of 8 GPUs" in ready["message"]
     assert get(custom, "LeptonTrainingJob", namespace, "huge")["status"].get("pool") is None
+
+
+def settle(custom: Any, core: Any, namespace: str, names: list[str], admitted: int) -> None:
+    """Every job is either admitted (its PyTorchJob's pods all bound) or Queued with nothing."""
+
+    def settled() -> bool:
+        jobs = {n: get(custom, "LeptonTrainingJob", namespace, n) for n in names}
+        queued = [n for n, j in jobs.items() if j.get("status", {}).get("phase") == "Queued"]
+        started = [n for n in names if pytorchjob(custom, namespace, n) is not None]
+        return len(started) == admitted and len(queued) == len(names) - admitted
+
+    wait_until(f"{admitted} of {len(names)} jobs admitted, the rest queued", settled)
+
+
+def assert_exactly_what_fits(
+    custom: Any, core: Any, namespace: str, names: list[str], admitted: int, workers: int
+) -> None:
+    started = [n for n in names if pytorchjob(custom, namespace, n) is not None]
+    assert len(started) == admitted, started
+    for name in started:
+        running_pods_on(core, namespace, name, workers)  # bound and running, every worker
+    pods = core.list_namespaced_pod(namespace).items
+    assert all(p.spec.node_name for p in pods), "a pod of an admitted gang was never bound"
+    assert len(pods) == admitted * workers
+    queued = [get(custom, "LeptonTrainingJob", namespace, n) for n in names if n not in started]
+    # Positions are the cluster-wide queue's (jobs of other namespaces may stand before these);
+    # same-second creations are ordered by name.
+    positions = [job["status"]["queuePosition"] for job in queued]
+    assert positions == sorted(set(positions)) and positions[0] >= 1, positions
+    for job in queued:
+        admitted_condition = condition(job, "Admitted")
+        assert admitted_condition is not None and admitted_condition["status"] == "False"
+    for name in started:
+        running = get(custom, "LeptonTrainingJob", namespace, name)
+        admitted_condition = condition(running, "Admitted")
+        assert admitted_condition is not None and admitted_condition["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("count", "workers", "gpu_type", "fit"),
+    [
+        pytest.param(3, 4, A100, 1, id="3 gangs each filling a100"),
+        pytest.param(4, 2, None, 3, id="4 gangs of 16 GPUs on 48, any pool"),
+    ],
+)
+def test_gangs_applied_at_once_admit_exactly_what_fits(
+    operator: OperatorProcess,
+    custom: Any,
+    core: Any,
+    namespace: str,
+    volumes: None,
+    count: int,
+    workers: int,
+    gpu_type: str | None,
+    fit: int,
+) -> None:
+    names = [f"gang-{i}" for i in range(count)]
+    jobs = [training_job(n, workers, 8, gpu_type=gpu_type, keep_running=True) for n in names]
+    with ThreadPoolExecutor(max_workers=count) as pool:  # at the same moment, in parallel
+        list(pool.map(lambda job: create(custom, namespace, job), jobs))
+    settle(custom, core, namespace, names, fit)
+    assert_exactly_what_fits(custom, core, namespace, names, fit, workers)

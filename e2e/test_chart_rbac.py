@@ -197,7 +197,7 @@ def test_cluster_wide_service_account_cannot_list_secrets_or_delete_crds(
 def test_namespaced_service_account_is_confined_to_its_namespaces(namespaced: Installed) -> None:
     needs = triples(OPERATOR_NEEDS) | triples(CLUSTER_NEEDS) | triples(KOPF_NAMESPACED_MODE_NEEDS)
     assert missing(namespaced, needs, namespaced.namespace) == []
-    # Only the read-only cluster-wide grants of GPU admission (list nodes and pods) reach
+    # Only the read-only cluster-wide grants of GPU admission (nodes, pods, PriorityClasses) reach
     # outside the watched namespaces.
     confined = triples(OPERATOR_NEEDS) - triples(CLUSTER_NEEDS)
     outside = [t for t in sorted(confined) if allowed(namespaced, *t, namespace="default")]

@@ -71,8 +71,9 @@ OPERATOR_NEEDS: tuple[Grant, ...] = (
 # GPU admission reads every node and every pod (of any owner) for the inventory.
 CLUSTER_NEEDS: tuple[Grant, ...] = (
     Grant("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), "Kopf scan"),
-    Grant("", "nodes", ("list",), "GPU admission: the inventory (handlers/admission.py)"),
-    Grant("", "pods", ("list",), "GPU admission: GPUs that bound pods of any namespace hold"),
+    Grant("", "nodes", ("list", "watch"), "GPU admission: the queue's view (services/)"),
+    Grant("", "pods", ("list", "watch"), "GPU admission: GPUs that pods of any namespace hold"),
+    Grant("scheduling.k8s.io", "priorityclasses", ("get",), "a queued job's priority"),
 )
 
 # Cluster-scoped, only with a namespace list: Kopf follows namespaces appearing and going.

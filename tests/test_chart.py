@@ -190,6 +190,8 @@ def test_every_operator_setting_comes_from_values(monkeypatch: pytest.MonkeyPatc
             "poolLabel": "karpenter.sh/nodepool",
             "gpuProductLabel": "example.com/gpu",
             "gpuResource": "amd.com/gpu",
+            "starvationSeconds": 120,
+            "resyncSeconds": 60,
         },
         "sourcePollSeconds": 2.5,
         "clusterDomain": "corp.local",
@@ -209,6 +211,7 @@ def test_every_operator_setting_comes_from_values(monkeypatch: pytest.MonkeyPatc
     assert settings.pool_label == "karpenter.sh/nodepool"
     assert settings.gpu_product_label == "example.com/gpu"
     assert settings.gpu_resource == "amd.com/gpu"
+    assert (settings.admission_starvation_seconds, settings.admission_resync_seconds) == (120, 60)
     assert settings.pvc_mount_root == "/data/claims"
     assert settings.runtime_metrics_port == 9500
     assert settings.source_poll_seconds == 2.5

@@ -18,7 +18,6 @@ from lepton_operator.scheduling.admission import (
     fit,
 )
 from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
-from lepton_operator.scheduling.queue import QueuedJob, queue_position, queued_jobs
 from lepton_operator.scheduling.reservations import reservations_from
 from lepton_operator.scheduling.views import PodView
 
@@ -274,29 +273,3 @@ def test_reservations_are_the_unbound_workers_of_unfinished_admitted_jobs() -> N
         Reservation("a100", workers=2, gpus_per_worker=8, gpu_product=A100),
         Reservation("h100", workers=1, gpus_per_worker=8, gpu_product=A100),
     ]
-
-
-# --------------------------------------------------------------------------- queue
-
-
-def queued_resource(name: str, created: str, phase: str = "Queued") -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "namespace": "team", "creationTimestamp": created},
-        "status": {"phase": phase},
-    }
-
-
-def test_queue_position_is_by_creation_time_and_counts_the_job_itself() -> None:
-    listed = queued_jobs(
-        [
-            queued_resource("b", "2026-11-27T04:00:02Z"),
-            queued_resource("a", "2026-11-27T04:00:01Z"),
-            queued_resource("running", "2026-11-27T03:00:00Z", phase="Running"),
-        ],
-        "LeptonTrainingJob",
-    )
-    assert [job.name for job in sorted(listed)] == ["a", "b"]
-    already_queued = QueuedJob("2026-11-27T04:00:02Z", "team", "b", "LeptonTrainingJob")
-    assert queue_position(listed, already_queued) == (2, 2)
-    newcomer = QueuedJob("2026-11-27T04:00:03Z", "team", "c", "LeptonCompression")
-    assert queue_position(listed, newcomer) == (3, 3)

@@ -8,6 +8,7 @@ Reads go through the same dynamic client; status goes through the status subreso
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -17,7 +18,18 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.resource import Resource
 
 FIELD_MANAGER = "lepton-operator"
+FORBIDDEN = 403
 NOT_FOUND = 404
+GONE = 410
+
+
+class ForbiddenError(Exception):
+    """The operator's RBAC does not allow the call (the message names what was refused)."""
+
+
+class ExpiredError(Exception):
+    """A watch's resourceVersion is too old: list again, then watch from the new one."""
+
 
 _lock = threading.Lock()
 _dynamic: DynamicClient | None = None
@@ -62,13 +74,15 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     return dict(result.to_dict())
 
 
-def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
     """The object, or None when it does not exist."""
     try:
         result = _client().get(_resource(api_version, kind), name=name, namespace=namespace)
     except ApiException as error:
         if error.status == NOT_FOUND:
             return None
+        if error.status == FORBIDDEN:
+            raise ForbiddenError(f"get {kind} {name}: {error.reason}") from error
         raise
     return dict(result.to_dict())
 
@@ -131,3 +145,68 @@ def patch_status(
 
 def exists(api_version: str, kind: str, namespace: str, name: str) -> bool:
     return get(api_version, kind, namespace, name) is not None
+
+
+def list_with_version(
+    api_version: str,
+    kind: str,
+    namespace: str | None = None,
+    label_selector: str = "",
+    field_selector: str = "",
+) -> tuple[list[dict[str, Any]], str]:
+    """The objects and the list's resourceVersion, from which a watch continues."""
+    try:
+        result = _client().get(
+            _resource(api_version, kind),
+            namespace=namespace,
+            label_selector=label_selector or None,
+            field_selector=field_selector or None,
+        )
+    except ApiException as error:
+        if error.status == FORBIDDEN:
+            raise ForbiddenError(f"list {kind}: {error.reason}") from error
+        raise
+    listed = result.to_dict()
+    version = str(listed.get("metadata", {}).get("resourceVersion", ""))
+    return [dict(item) for item in listed["items"]], version
+
+
+def watch_events(
+    api_version: str,
+    kind: str,
+    resource_version: str,
+    *,
+    namespace: str | None = None,
+    label_selector: str = "",
+    field_selector: str = "",
+    timeout_seconds: int = 60,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(type, object) per change after `resource_version` until the server ends the watch.
+
+    Bookmarks come through as ("BOOKMARK", object) so the caller can move its resourceVersion
+    on; an expired resourceVersion raises ExpiredError.
+    """
+    try:
+        stream = _client().watch(
+            _resource(api_version, kind),
+            namespace=namespace,
+            label_selector=label_selector or None,
+            field_selector=field_selector or None,
+            resource_version=resource_version,
+            timeout=timeout_seconds,
+            allow_watch_bookmarks=True,
+        )
+        for event in stream:
+            raw = event["raw_object"]
+            if event["type"] == "ERROR":
+                code = raw.get("code") if isinstance(raw, dict) else None
+                if code == GONE:
+                    raise ExpiredError(str(raw.get("message", "")))
+                raise RuntimeError(f"watch {kind}: {raw}")
+            yield str(event["type"]), dict(raw)
+    except ApiException as error:
+        if error.status == GONE:
+            raise ExpiredError(str(error.reason)) from error
+        if error.status == FORBIDDEN:
+            raise ForbiddenError(f"watch {kind}: {error.reason}") from error
+        raise

@@ -30,3 +30,12 @@ ADMISSIONS = Counter(
     "Admission decisions for GPU jobs: Admitted, or the reason a job waits.",
     ["outcome"],
 )
+QUEUE_LENGTH = Gauge(
+    "lepton_admission_queue_length",
+    "GPU jobs waiting in the admission queue after its last pass.",
+)
+DECISION_SECONDS = Histogram(
+    "lepton_admission_pass_duration_seconds",
+    "Time one pass of admission decisions over the whole queue took (in memory, no I/O).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)

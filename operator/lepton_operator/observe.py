@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from lepton_operator.builders.meta import POOL_LABEL
 from lepton_operator.status import (
     Blocker,
     DeploymentObservation,
@@ -107,6 +108,7 @@ def observe_pytorchjob(
     status = _PyTorchJobStatusView.model_validate(_section(pytorchjob, "status"))
     return JobObservation(
         pytorchjob_exists=True,
+        pool=label_of(pytorchjob, POOL_LABEL),
         pytorchjob_conditions=tuple(c.observed() for c in status.conditions),
         active_workers=sum(r.active for r in status.replica_statuses.values()),
         start_time=status.start_time,

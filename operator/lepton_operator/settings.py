@@ -50,6 +50,12 @@ class OperatorSettings(BaseSettings):
     """Port on which training pods expose live progress."""
     source_poll_seconds: float = Field(default=15.0, gt=0)
     """How often a resource waiting for its source checks again."""
+    admission_starvation_seconds: float = Field(default=600.0, gt=0)
+    """After this long in the queue, the job first in line that does not fit gets its pool held:
+    smaller jobs behind it stop starting there, so it is not overtaken forever."""
+    admission_resync_seconds: float = Field(default=300.0, gt=0)
+    """The admission queue's safety resync: list nodes, pods and PyTorchJobs again this often
+    (its watches keep the view current in between)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the operator."""
     cluster_domain: str = "cluster.local"

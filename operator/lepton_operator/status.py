@@ -47,6 +47,7 @@ class Blocker:
     reason: str
     message: str
     phase: JobPhase = "Pending"
+    queue_position: int | None = None  # while Queued: 1 is next in line
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class JobObservation:
 
     blocker: Blocker | None = None
     pytorchjob_exists: bool = False
+    pool: str | None = None  # the pool admission placed the PyTorchJob on (its label)
     pytorchjob_conditions: tuple[ObservedCondition, ...] = ()
     active_workers: int = 0
     start_time: datetime | None = None
@@ -142,6 +144,8 @@ def derive_job_core(
     if observed.blocker is not None:
         blocker = observed.blocker
         put("Ready", "False", blocker.reason, blocker.message)
+        if blocker.phase == "Queued":
+            put("Admitted", "False", blocker.reason, blocker.message)
         if blocker.phase == "Failed":
             put("Failed", "True", blocker.reason, blocker.message)
             put("Succeeded", "False", blocker.reason, blocker.message)
@@ -157,6 +161,8 @@ def derive_job_core(
     if phase == "Failed" and observed.failure_message:
         message = observed.failure_message
     put("Ready", "True", "ChildrenCreated", "the PyTorchJob exists")
+    if observed.pool is not None:
+        put("Admitted", "True", "Admitted", f"admitted to node pool {observed.pool!r}")
     put("Running", "True" if phase == "Running" else "False", reason, message)
     put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
     put("Failed", "True" if phase == "Failed" else "False", reason, message)

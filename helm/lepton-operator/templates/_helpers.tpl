@@ -116,11 +116,15 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 # GPU admission: the inventory is every node's allocatable GPUs minus what bound pods of any
-# owner (in any namespace) request, so nodes and pods are read cluster-wide. Read-only, `list`
-# only; without it admission is off and the operator logs so.
+# owner (in any namespace) request, so nodes and pods are read cluster-wide: listed once, then
+# watched (the queue's view). Read-only; without it admission is off and the operator logs so.
+# A job's priority is the value of its PriorityClass, read by name.
 - apiGroups: [""]
   resources: [nodes, pods]
-  verbs: [list]
+  verbs: [list, watch]
+- apiGroups: [scheduling.k8s.io]
+  resources: [priorityclasses]
+  verbs: [get]
 {{- if .Values.watchNamespaces }}
 # With a namespace list, Kopf lists and watches namespaces to start and stop its per-namespace
 # watches as they come and go; cluster-wide it watches across all namespaces and needs no list.

@@ -191,7 +191,7 @@ class CompressionStatus(LeptonModel):
         max_length=LIST_MAX,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Latest observations: Ready, Running, Succeeded, Failed."""
+    """Latest observations: Ready, Admitted, Running, Succeeded, Failed."""
     observed_generation: int | None = Field(default=None, ge=0)
     """The .metadata.generation this status describes."""
     message: str | None = Field(default=None, max_length=TEXT_MAX)
@@ -200,6 +200,8 @@ class CompressionStatus(LeptonModel):
     """The resolved source model."""
     pool: str | None = Field(default=None, max_length=NAME_MAX)
     """The node pool the job was placed on."""
+    queue_position: int | None = Field(default=None, ge=1)
+    """Position in the admission queue while Queued."""
     start_time: datetime | None = None
     """When the job started running."""
     completion_time: datetime | None = None

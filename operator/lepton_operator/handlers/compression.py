@@ -21,7 +21,7 @@ from lepton_operator.handlers.context import (
     retry_later,
     settings,
 )
-from lepton_operator.handlers.jobs import refresh_compression_status
+from lepton_operator.handlers.jobs import refresh_compression_status, report_to
 from lepton_operator.resolve import (
     SourceResource,
     source_blocker,
@@ -83,15 +83,21 @@ def reconcile_compression(body: kopf.Body, **_: Any) -> None:
             )
         if source is not None and blocker is None:
             resolved = source
-            blocker = apply_when_admitted(
-                queued_as(compression.metadata, "LeptonCompression"),
+            metadata = compression.metadata
+            applied = apply_when_admitted(
+                queued_as(metadata, "LeptonCompression"),
                 compression_job_name(compression),
                 spec.resources,
                 spec.scheduling,
-                lambda placement: render_compression_children(
+                render=lambda placement: render_compression_children(
                     compression, resolved, placement, config
                 ),
+                report=report_to(
+                    "LeptonCompression", metadata.namespace, metadata.name, source.model_uri
+                ),
             )
+            if not applied:
+                return  # queued: the admission queue applies the children and reports
         refresh_compression_status(
             current, blocker, source.model_uri if source is not None else None
         )

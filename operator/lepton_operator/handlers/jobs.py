@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lepton_operator import k8s
@@ -15,7 +16,7 @@ from lepton_operator.builders.jobs import compression_job_name, training_job_nam
 from lepton_operator.builders.meta import POOL_LABEL
 from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
 from lepton_operator.builders.runtime_config import StorageLayout
-from lepton_operator.handlers.context import now, publish_status, settings
+from lepton_operator.handlers.context import fetch, now, publish_status, settings
 from lepton_operator.observe import (
     first_replica_message,
     label_of,
@@ -88,6 +89,7 @@ def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None
         message=core.message,
         pool=_pool(pytorchjob, previous.pool if previous else None),
         gpus=resources.workers * resources.gpus_per_worker if holding else 0,
+        queue_position=blocker.queue_position if blocker is not None else None,
         workers_ready=active,
         start_time=core.start_time,
         completion_time=core.completion_time,
@@ -124,8 +126,27 @@ def refresh_compression_status(
         message=core.message,
         source_model_uri=source_model_uri or (previous.source_model_uri if previous else None),
         pool=_pool(pytorchjob, previous.pool if previous else None),
+        queue_position=blocker.queue_position if blocker is not None else None,
         start_time=core.start_time,
         completion_time=core.completion_time,
         results=results,
     )
     publish_status(body, previous, status, core.phase)
+
+
+def report_to(
+    kind: str, namespace: str, name: str, source_model_uri: str | None = None
+) -> Callable[[Blocker | None], None]:
+    """How the admission queue publishes a job's status: why it waits, or (None) what its
+    children say once it was admitted."""
+
+    def report(blocker: Blocker | None) -> None:
+        body = fetch(kind, namespace, name)
+        if body is None:
+            return  # deleted meanwhile
+        if kind == "LeptonTrainingJob":
+            refresh_training_status(body, blocker)
+        else:
+            refresh_compression_status(body, blocker, source_model_uri)
+
+    return report

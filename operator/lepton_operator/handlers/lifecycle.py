@@ -9,6 +9,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from lepton_operator import k8s
+from lepton_operator.handlers.admission import admission_queue
 from lepton_operator.handlers.context import settings as operator_settings_from_env
 
 PREFIX = "lepton.ai"
@@ -27,5 +28,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.reporting_component = "lepton-operator"
     logging.getLogger().setLevel(operator_settings.log_level)
     k8s.connect()
+    # The queue's informers list nodes, pods and PyTorchJobs before its first decision.
+    admission_queue().start()
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, addr=operator_settings.bind_address)
+
+
+@kopf.on.cleanup()
+def stop_admission(**_: Any) -> None:
+    admission_queue().stop()

@@ -16,7 +16,7 @@ from lepton_operator.handlers.context import (
     retry_later,
     settings,
 )
-from lepton_operator.handlers.jobs import refresh_training_status
+from lepton_operator.handlers.jobs import refresh_training_status, report_to
 
 PLURAL = "leptontrainingjobs"
 
@@ -36,13 +36,16 @@ def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
             [spec.dataset.secret_ref, spec.output.secret_ref],
         )
         if blocker is None:
-            blocker = apply_when_admitted(
+            applied = apply_when_admitted(
                 queued_as(job.metadata, "LeptonTrainingJob"),
                 training_job_name(job),
                 spec.resources,
                 spec.scheduling,
-                lambda placement: render_training_children(job, placement, config),
+                render=lambda placement: render_training_children(job, placement, config),
+                report=report_to("LeptonTrainingJob", job.metadata.namespace, job.metadata.name),
             )
+            if not applied:
+                return  # queued: the admission queue applies the children and reports
         refresh_training_status(current, blocker)
         if blocker is not None:
             raise retry_later(blocker)

@@ -1,0 +1,1 @@
+"""What handlers call: the GPU admission queue and the watch-fed view it decides on."""

@@ -1,0 +1,332 @@
+"""The GPU admission queue: one owner decides, one pass at a time, on one watch-fed view.
+
+Handlers only enqueue (`AdmissionQueue.submit`). The owner is a single thread: it waits until
+every informer has listed once (after a restart the view, and the reservations derived from
+the PyTorchJobs that exist, are complete before the first decision), then runs a pass of
+`scheduling.queue.plan_pass` whenever the view changes (a pod finished or went, a node came,
+changed or left, a PyTorchJob appeared or went), when a job is enqueued, and on a slow safety
+resync. Within a pass each admission's GPUs are reserved before the next decision, and a job
+the owner admitted holds an "assumed" reservation until its PyTorchJob shows up in the view,
+so no two decisions ever count the same GPUs.
+
+An admitted job's children are applied by the owner (the function the handler enqueued); its
+status then follows from the PyTorchJob's events. A waiting job's status (Queued, the reason,
+its position) is published by the owner too, only when it changed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lepton_operator.builders.meta import MANAGED_BY, POOL_LABEL
+from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
+from lepton_operator.metrics import ADMISSIONS, DECISION_SECONDS, POOL_GPUS, QUEUE_LENGTH
+from lepton_operator.scheduling.admission import Admitted, Reservation
+from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
+from lepton_operator.scheduling.placement import Placement, pool_placement
+from lepton_operator.scheduling.queue import (
+    QueuedGang,
+    QueuedJob,
+    plan_pass,
+    queue_positions,
+    reservation_for,
+)
+from lepton_operator.scheduling.reservations import reservations_from
+from lepton_operator.scheduling.views import PodView
+from lepton_operator.services.cluster_view import ClusterView
+from lepton_operator.services.informer import Informer, WatchTarget
+from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
+from lepton_operator.status import Blocker
+
+log = logging.getLogger(__name__)
+# An admitted job's PyTorchJob normally reaches the view within a second; if its apply got
+# lost, the assumed reservation lapses after this and the GPUs count as free again.
+ASSUMED_SECONDS = 120.0
+RETRY_SECONDS = 2.5  # first backoff after the API server refused a job's children
+
+
+@dataclass
+class QueueEntry:
+    """A queued job: what it asks for and what to do once decided."""
+
+    gang: QueuedGang
+    pytorchjob_name: str
+    start: Callable[[Placement], None]  # apply the children where admission placed them
+    report: Callable[[Blocker], None]  # publish why it waits (Queued, reason, position)
+    fallback: Placement  # where it goes when there is nothing to admit against
+    gpu_type: str | None = None
+    reported: Blocker | None = field(default=None, compare=False)
+    failures: int = 0  # applies the API server refused, in a row
+    retry_at: float = 0.0  # not decided on again before this (the queue's clock)
+    # The submitting handler's context: Kopf keeps what `kopf.event` needs (its settings, its
+    # event queue) in context variables, and the owner posts Events when it reports.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    def publish(self, blocker: Blocker) -> None:
+        """Report the blocker unless it is what was reported last; never raise into the pass."""
+        if blocker == self.reported:
+            return
+        try:
+            self.context.run(self.report, blocker)
+        except Exception:
+            job = self.gang.job
+            log.exception("status of %s/%s not published; retried", job.namespace, job.name)
+            return
+        self.reported = blocker
+
+
+class AdmissionQueue:
+    """The single owner of GPU admission decisions in this operator process."""
+
+    def __init__(self, config: OperatorSettings, clock: Callable[[], float] = time.monotonic):
+        self._config = config
+        self._clock = clock
+        self._labels = InventoryLabels(
+            pool_labels=(config.pool_label, *POOL_LABEL_FALLBACKS),
+            gpu_product_label=config.gpu_product_label,
+            gpu_resource=config.gpu_resource,
+        )
+        self.view = ClusterView(config.gpu_resource)
+        self._informers = [self._informer(target) for target in self._targets()]
+        self._entries: dict[QueuedJob, QueueEntry] = {}
+        self._assumed: dict[tuple[str, str], tuple[Reservation, float]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
+        self.refused: str | None = None  # why there is no view (RBAC), if there is none
+
+    # ------------------------------------------------------------------ what handlers call
+
+    def start(self) -> None:
+        for informer in self._informers:
+            informer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for informer in self._informers:
+            informer.stop()
+
+    def submit(self, entry: QueueEntry) -> None:
+        """Enqueue (or update) a job; the owner decides on its next pass, moments later."""
+        with self._lock:
+            previous = self._entries.get(entry.gang.job)
+            if previous is not None:  # same job again (a retry, a spec change): keep its wait
+                entry.gang = QueuedGang(
+                    entry.gang.job,
+                    entry.gang.request,
+                    entry.gang.policy,
+                    entry.gang.priority,
+                    previous.gang.queued_at,
+                )
+                entry.reported = previous.reported
+                entry.failures, entry.retry_at = previous.failures, previous.retry_at
+            self._entries[entry.gang.job] = entry
+        self._wake.set()
+
+    def forget(self, job: QueuedJob) -> None:
+        """The job was deleted, or no longer needs admission."""
+        with self._lock:
+            self._entries.pop(job, None)
+
+    def queued(self) -> list[QueuedJob]:
+        with self._lock:
+            return list(self._entries)
+
+    # ------------------------------------------------------------------ the owner
+
+    def _targets(self) -> list[WatchTarget]:
+        managed = f"app.kubernetes.io/managed-by={MANAGED_BY},{POOL_LABEL}"
+        namespaces: list[str | None] = [*self._config.namespaces] or [None]
+        jobs = [
+            WatchTarget(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, managed)
+            for namespace in namespaces
+        ]
+        return [WatchTarget("v1", "Node"), WatchTarget("v1", "Pod"), *jobs]
+
+    def _informer(self, target: WatchTarget) -> Informer:
+        return Informer(
+            target,
+            lambda items: self.observed_list(target.kind, items, target.namespace),
+            lambda event, item: self.observed(target.kind, event, item),
+        )
+
+    def observed_list(
+        self, kind: str, items: list[dict[str, Any]], namespace: str | None = None
+    ) -> None:
+        """An informer listed `kind` (in one namespace, with one informer per namespace)."""
+        self.view.replace(kind, items, namespace)
+        for item in items:
+            self._seen(kind, item)
+        self._wake.set()
+
+    def observed(self, kind: str, event: str, item: dict[str, Any]) -> None:
+        """An informer saw one change."""
+        self.view.apply(kind, event, item)
+        self._seen(kind, item)
+        self._wake.set()  # capacity may have moved: the next pass looks again
+
+    def _seen(self, kind: str, item: dict[str, Any]) -> None:
+        """A PyTorchJob in the view reserves for itself: its assumed reservation ends."""
+        if kind == "PyTorchJob" and self._assumed:
+            metadata = item.get("metadata", {})
+            with self._lock:
+                self._assumed.pop((metadata.get("namespace"), metadata.get("name")), None)
+
+    def _run(self) -> None:
+        for informer in self._informers:
+            informer.ready.wait()
+            if informer.refused is not None and self.refused is None:
+                self.refused = informer.refused
+                log.warning("GPU admission is off: %s", informer.refused)
+        resync = self._config.admission_resync_seconds
+        next_resync = self._clock() + resync
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=max(min(next_resync, self._next_retry()) - self._clock(), 0.1))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            if self._clock() >= next_resync:
+                for informer in self._informers:
+                    informer.relist()
+                next_resync = self._clock() + resync
+            try:
+                self._pass()
+            except Exception:
+                log.exception("admission pass failed; the next change retries it")
+
+    def _next_retry(self) -> float:
+        with self._lock:
+            return min((e.retry_at for e in self._entries.values() if e.retry_at), default=1e18)
+
+    def _pass(self) -> None:
+        snapshot = self.view.snapshot()
+        inventory = build_inventory(snapshot.nodes, snapshot.pods, self._labels)
+        _export_pool_metrics(inventory)
+        entries = self._due(snapshot.pytorchjobs)
+        if not entries:
+            return
+        if self.refused is not None or not inventory:
+            # Nothing to decide against: kube-scheduler alone places the job.
+            for entry in entries:
+                self._start(entry, entry.fallback, None)
+            return
+        started = time.perf_counter()
+        decisions = plan_pass(
+            [e.gang for e in entries],
+            inventory,
+            self._reservations(snapshot.pytorchjobs, snapshot.pods),
+            self._clock(),
+            self._config.admission_starvation_seconds,
+        )
+        DECISION_SECONDS.observe(time.perf_counter() - started)
+        by_job = {entry.gang.job: entry for entry in entries}
+        positions = queue_positions(decisions)
+        for gang, decision in decisions:
+            entry = by_job[gang.job]
+            if isinstance(decision, Admitted):
+                log.info(
+                    "admitted %s/%s to pool %s", gang.job.namespace, gang.job.name, decision.pool
+                )
+                ADMISSIONS.labels(outcome="Admitted").inc()
+                placement = pool_placement(
+                    decision.pool,
+                    decision.pool_label,
+                    entry.gpu_type,
+                    gang.request.gpus_per_worker,
+                    self._config.gpu_product_label,
+                )
+                if not self._start(entry, placement, reservation_for(gang, decision)):
+                    # The decisions after this one counted its GPUs as taken: decide again
+                    # without it (it retries after a backoff).
+                    self._wake.set()
+                    return
+                continue
+            position = positions[gang.job]
+            blocker = Blocker(
+                decision.reason,
+                f"{decision.message} (number {position} of {len(positions)} queued)",
+                phase="Queued",
+                queue_position=position,
+            )
+            if blocker != entry.reported:
+                log.info("%s/%s waits: %s", gang.job.namespace, gang.job.name, blocker.message)
+                ADMISSIONS.labels(outcome=decision.reason).inc()
+                entry.publish(blocker)
+
+    def _due(self, pytorchjobs: list[dict[str, Any]]) -> list[QueueEntry]:
+        """The entries to decide on now: not backing off, and not admitted already.
+
+        A handler runs at least once and may enqueue a job again just after the owner admitted
+        it; its PyTorchJob (or the assumed reservation) says so, and it leaves the queue.
+        """
+        existing = {
+            (str(meta.get("namespace")), str(meta.get("name")))
+            for job in pytorchjobs
+            if isinstance(meta := job.get("metadata"), dict)
+        }
+        now = self._clock()
+        with self._lock:
+            existing |= set(self._assumed)
+            for job, entry in list(self._entries.items()):
+                if (job.namespace, entry.pytorchjob_name) in existing:
+                    del self._entries[job]
+            QUEUE_LENGTH.set(len(self._entries))
+            return [e for e in self._entries.values() if e.retry_at <= now]
+
+    def _reservations(
+        self, pytorchjobs: list[dict[str, Any]], pods: list[PodView]
+    ) -> list[Reservation]:
+        config = self._config
+        now = self._clock()
+        with self._lock:
+            for key, (_, deadline) in list(self._assumed.items()):
+                if now > deadline:
+                    del self._assumed[key]
+            assumed = [reservation for reservation, _ in self._assumed.values()]
+        derived = reservations_from(
+            pytorchjobs, pods, POOL_LABEL, config.gpu_product_label, config.gpu_resource
+        )
+        return [*derived, *assumed]
+
+    def _start(self, entry: QueueEntry, placement: Placement, held: Reservation | None) -> bool:
+        """Apply the entry's children; False (and a backoff) when the API server refused."""
+        job = entry.gang.job
+        key = (job.namespace, entry.pytorchjob_name)
+        if held is not None:
+            # Before the apply: the PyTorchJob's own watch event may arrive before it returns.
+            with self._lock:
+                self._assumed[key] = (held, self._clock() + ASSUMED_SECONDS)
+        try:
+            entry.context.run(entry.start, placement)
+        except Exception as error:  # reported in the job's status, retried on the next pass
+            log.warning("children of %s/%s failed: %s", job.namespace, job.name, error)
+            with self._lock:
+                self._assumed.pop(key, None)
+                entry.failures += 1
+                entry.retry_at = self._clock() + min(RETRY_SECONDS * 2**entry.failures, 300.0)
+            entry.publish(Blocker("ChildrenRejected", f"creating the children failed: {error}"))
+            return False
+        with self._lock:
+            if self._entries.get(job) is entry:
+                del self._entries[job]
+        return True
+
+
+def _export_pool_metrics(inventory: list[GpuNode]) -> None:
+    totals: dict[tuple[str, str], list[int]] = {}
+    for node in inventory:
+        entry = totals.setdefault((node.pool, node.gpu_product or ""), [0, 0])
+        entry[0] += node.allocatable
+        entry[1] += min(node.used, node.allocatable)
+    for (pool, product), (capacity, allocated) in totals.items():
+        POOL_GPUS.labels(pool=pool, gpu_product=product, state="capacity").set(capacity)
+        POOL_GPUS.labels(pool=pool, gpu_product=product, state="allocated").set(allocated)

@@ -1,0 +1,111 @@
+"""The admission queue's view of the cluster: GPU nodes, GPU pods and Lepton's PyTorchJobs.
+
+Kept current by informers (list, then watch), never by listing on a reconcile. The admission
+queue is told of every change (`AdmissionQueue.observed`) and runs its next pass, which is how a
+queued job is reconsidered when a pod finishes or a node joins, without polling.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lepton_operator.scheduling.views import PodView
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
+
+
+def _key(item: dict[str, Any]) -> Key:
+    metadata = item.get("metadata", {})
+    return str(metadata.get("namespace") or ""), str(metadata.get("name", ""))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent copy of the view for one pass of decisions."""
+
+    nodes: list[dict[str, Any]]
+    pods: list[PodView]
+    pytorchjobs: list[dict[str, Any]]
+    version: int
+
+
+def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
+    """What the inventory reads of a node; its image list and conditions would be most of it."""
+    metadata = item.get("metadata", {})
+    return {
+        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
+        "spec": item.get("spec") or {},
+        "status": {"allocatable": (item.get("status") or {}).get("allocatable") or {}},
+    }
+
+
+class _Store:
+    """Objects of one kind by key, parsed by `keep` (None: not worth keeping)."""
+
+    def __init__(self, keep: Callable[[dict[str, Any]], Any | None]) -> None:
+        self.items: dict[Key, Any] = {}
+        self.keep = keep
+
+    def replace(self, listed: list[dict[str, Any]], namespace: str | None = None) -> None:
+        """Everything (or everything of one namespace) is what was just listed."""
+        kept = ((_key(item), self.keep(item)) for item in listed)
+        others = (
+            {}
+            if namespace is None
+            else {key: value for key, value in self.items.items() if key[0] != namespace}
+        )
+        self.items = {**others, **{key: value for key, value in kept if value is not None}}
+
+    def apply(self, event: str, item: dict[str, Any]) -> None:
+        key = _key(item)
+        value = None if event == "DELETED" else self.keep(item)
+        if value is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = value
+
+
+class ClusterView:
+    """Thread-safe: informers write, the admission queue reads snapshots."""
+
+    def __init__(self, gpu_resource: str) -> None:
+        self._lock = threading.Lock()
+        self._version = 0
+
+        def gpu_pod(item: dict[str, Any]) -> PodView | None:
+            pod = PodView.model_validate(item)
+            # Only pods that hold or wait for GPUs move capacity; a finished one holds none.
+            return pod if pod.gpus(gpu_resource) > 0 and not pod.finished else None
+
+        self._stores = {
+            "Node": _Store(_trimmed_node),
+            "Pod": _Store(gpu_pod),
+            "PyTorchJob": _Store(lambda item: item),
+        }
+
+    def replace(
+        self, kind: str, listed: list[dict[str, Any]], namespace: str | None = None
+    ) -> None:
+        with self._lock:
+            self._stores[kind].replace(listed, namespace)
+            self._bump()
+
+    def apply(self, kind: str, event: str, item: dict[str, Any]) -> None:
+        with self._lock:
+            self._stores[kind].apply(event, item)
+            self._bump()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                nodes=list(self._stores["Node"].items.values()),
+                pods=list(self._stores["Pod"].items.values()),
+                pytorchjobs=list(self._stores["PyTorchJob"].items.values()),
+                version=self._version,
+            )
+
+    def _bump(self) -> None:
+        self._version += 1

@@ -1,0 +1,122 @@
+"""The admission queue's passes (pure): order, one decision after another, starvation bound."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lepton_operator.scheduling.admission import Admitted, GangRequest, Waiting, fit
+from lepton_operator.scheduling.inventory import pools
+from lepton_operator.scheduling.queue import (
+    QueuedGang,
+    QueuedJob,
+    admission_order,
+    plan_pass,
+    queue_positions,
+)
+from tests.test_scheduling import A100, cluster, node
+
+STARVATION = 600.0
+
+
+def gang(
+    name: str,
+    workers: int,
+    gpus: int,
+    second: int = 0,
+    priority: int = 0,
+    pool: str | None = None,
+    product: str | None = None,
+) -> QueuedGang:
+    created = f"2026-12-01T10:00:{second:02d}Z"
+    return QueuedGang(
+        QueuedJob(created, "team", name, "LeptonTrainingJob"),
+        GangRequest(workers, gpus, gpu_product=product, pool=pool),
+        priority=priority,
+        queued_at=float(second),
+    )
+
+
+def admitted(decisions: list[tuple[QueuedGang, object]]) -> dict[str, str]:
+    return {g.job.name: d.pool for g, d in decisions if isinstance(d, Admitted)}
+
+
+def test_order_is_priority_then_arrival() -> None:
+    gangs = [
+        gang("late-high", 1, 1, second=9, priority=100),
+        gang("early", 1, 1, second=1),
+        gang("late", 1, 1, second=5),
+        gang("early-low", 1, 1, second=0, priority=-5),
+    ]
+    assert [g.job.name for g in admission_order(gangs)] == [
+        "late-high", "early", "late", "early-low",
+    ]  # fmt: skip
+
+
+def test_gangs_that_each_fill_a_pool_are_admitted_one_at_a_time() -> None:
+    # Three 4 x 8 gangs, each filling a100 (4 x 8) on its own, decided in one pass.
+    gangs = [gang(f"g{i}", 4, 8, second=i, product=A100) for i in range(3)]
+    decisions = plan_pass(gangs, cluster(), [], now=10, starvation_seconds=STARVATION)
+    assert admitted(decisions) == {"g0": "a100"}
+    waiting = [(g.job.name, d.reason) for g, d in decisions if isinstance(d, Waiting)]
+    assert waiting == [("g1", "InsufficientGPUs"), ("g2", "InsufficientGPUs")]
+    positions = queue_positions(decisions)
+    assert [positions[g.job] for g in gangs[1:]] == [1, 2]
+
+
+def test_a_higher_priority_gang_goes_first_even_when_it_came_later() -> None:
+    gangs = [gang("first", 4, 8, second=0, product=A100),
+             gang("urgent", 4, 8, second=5, priority=1000, product=A100)]  # fmt: skip
+    decisions = plan_pass(gangs, cluster(), [], now=10, starvation_seconds=STARVATION)
+    assert admitted(decisions) == {"urgent": "a100"}
+
+
+def test_small_jobs_backfill_until_the_big_one_has_waited_too_long() -> None:
+    # a100: one node busy, three with 4 of 8 free (12 free, but no node holds an 8-GPU worker).
+    busy = [node("a100", 0, used=8), *(node("a100", i, used=4) for i in (1, 2, 3))]
+    big = gang("big", 1, 8, second=0, pool="a100")
+    small = gang("small", 1, 4, second=30, pool="a100")
+    early = plan_pass([big, small], busy, [], now=60, starvation_seconds=STARVATION)
+    assert admitted(early) == {"small": "a100"}  # backfill: it cannot fit anyway yet
+    late = plan_pass([big, small], busy, [], now=STARVATION + 1, starvation_seconds=STARVATION)
+    assert admitted(late) == {}
+    held = dict((g.job.name, d) for g, d in late)["small"]
+    assert isinstance(held, Waiting)
+    assert "held for LeptonTrainingJob team/big" in held.message
+
+
+def test_a_held_pool_does_not_stop_jobs_that_fit_elsewhere() -> None:
+    busy = [*(node("a100", i, used=4) for i in range(4)), node("h100", 0, used=0, product="H")]
+    big = gang("big", 1, 8, second=0, product=A100)
+    small = gang("small", 1, 4, second=30)
+    decisions = plan_pass([big, small], busy, [], now=STARVATION + 1, starvation_seconds=STARVATION)
+    assert admitted(decisions) == {"small": "h100"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    used=st.lists(st.integers(0, 8), min_size=2, max_size=6),
+    requests=st.lists(st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 4, 8])), max_size=12),
+    waited=st.floats(0, 2 * STARVATION),
+)
+def test_everything_admitted_in_one_pass_fits_at_once(
+    used: list[int], requests: list[tuple[int, int]], waited: float
+) -> None:
+    inventory = [node("a100", i, used=u) for i, u in enumerate(used)] + [
+        node("h100", 0, used=used[0] // 2, product="H")
+    ]
+    gangs = [gang(f"j{i}", w, g, second=i) for i, (w, g) in enumerate(requests)]
+    decisions = plan_pass(gangs, inventory, [], now=waited, starvation_seconds=STARVATION)
+    # Replaying the admitted gangs onto the free GPUs, node by node, never runs out.
+    free = {pool: [n.free for n in nodes] for pool, nodes in pools(inventory).items()}
+    for g, d in decisions:
+        if isinstance(d, Admitted):
+            placed = fit(free[d.pool], g.request.workers, g.request.gpus_per_worker)
+            assert placed is not None, f"{g.job.name} was admitted onto GPUs already taken"
+            free[d.pool] = placed
+    # ... and a gang that waits did not fit in what was left, unless a pool is held for one.
+    held = any("is held for" in d.message for _, d in decisions if isinstance(d, Waiting))
+    for g, d in decisions:
+        if isinstance(d, Waiting) and not held:
+            fits = [fit(f, g.request.workers, g.request.gpus_per_worker) for f in free.values()]
+            assert all(f is None for f in fits), f"{g.job.name} waits but fits"

@@ -1,0 +1,183 @@
+"""The admission queue's owner on a view fed by hand (no API server): one decision at a
+time, reservations held across passes until the PyTorchJob shows up, concurrent submits."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from lepton_operator.scheduling.admission import GangRequest
+from lepton_operator.scheduling.placement import Placement
+from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
+from lepton_operator.services.admission import AdmissionQueue, QueueEntry
+from lepton_operator.settings import OperatorSettings
+from lepton_operator.status import Blocker
+from tests.test_scheduling import A100, POOL_KEY, node_manifest
+
+CPU_ONLY = Placement(pool=None, node_selector={}, tolerations=())
+GPU_TEMPLATE = {
+    "spec": {
+        "nodeSelector": {POOL_KEY: "a100", "nvidia.com/gpu.product": A100},
+        "containers": [{"resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+    }
+}
+
+
+class Recorder:
+    """What the owner did with each job: children applied (where) and statuses reported."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, Placement] = {}
+        self.reported: dict[str, list[Blocker]] = {}
+        self._lock = threading.Lock()
+
+    def entry(self, name: str, workers: int, gpus: int, second: int = 0) -> QueueEntry:
+        job = QueuedJob(f"2026-12-01T10:00:{second:02d}Z", "team", name, "LeptonTrainingJob")
+        gang = QueuedGang(job, GangRequest(workers, gpus, gpu_product=A100), queued_at=second)
+
+        def start(placement: Placement) -> None:
+            with self._lock:
+                self.started[name] = placement
+
+        def report(blocker: Blocker) -> None:
+            with self._lock:
+                self.reported.setdefault(name, []).append(blocker)
+
+        return QueueEntry(gang, name, start, report, CPU_ONLY, gpu_type=A100)
+
+
+def a100_nodes(count: int = 4) -> list[dict[str, Any]]:
+    labels = {POOL_KEY: "a100", "nvidia.com/gpu.product": A100}
+    return [node_manifest(f"a100-{i}", labels, "8") for i in range(count)]
+
+
+def pytorchjob(name: str, finished: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Succeeded", "status": "True"}] if finished else []
+    return {
+        "metadata": {"name": name, "namespace": "team", "labels": {"lepton.ai/pool": "a100"}},
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 4, "template": GPU_TEMPLATE}}},
+        "status": {"conditions": conditions},
+    }
+
+
+@pytest.fixture
+def queue() -> AdmissionQueue:
+    # Informers are not started: the test plays the watch, telling the queue what it saw.
+    queue = AdmissionQueue(OperatorSettings(), clock=lambda: 100.0)
+    queue.observed_list("Node", a100_nodes())
+    queue.observed_list("Pod", [])
+    queue.observed_list("PyTorchJob", [])
+    return queue
+
+
+def test_three_pool_filling_gangs_submitted_at_once_admit_exactly_one(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    entries = [recorder.entry(f"g{i}", 4, 8, second=i) for i in range(3)]
+    threads = [threading.Thread(target=queue.submit, args=(e,)) for e in entries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue._pass()
+    assert list(recorder.started) == ["g0"]
+    assert recorder.started["g0"].pool == "a100"
+    assert recorder.started["g0"].node_selector[POOL_KEY] == "a100"
+    assert [recorder.reported[n][-1].queue_position for n in ("g1", "g2")] == [1, 2]
+    assert all(recorder.reported[n][-1].phase == "Queued" for n in ("g1", "g2"))
+    assert [job.name for job in queue.queued()] == ["g1", "g2"]
+
+
+def test_an_admitted_gang_holds_its_gpus_until_its_pytorchjob_is_seen_and_after(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    queue.submit(recorder.entry("g0", 4, 8))
+    queue._pass()
+    queue.submit(recorder.entry("g1", 4, 8, second=1))
+    queue._pass()  # g0's PyTorchJob is not in the view yet: its assumed reservation holds
+    assert list(recorder.started) == ["g0"]
+    queue.observed("PyTorchJob", "ADDED", pytorchjob("g0"))
+    queue._pass()  # now the PyTorchJob itself reserves the 4 unbound workers
+    assert list(recorder.started) == ["g0"]
+    queue.observed("PyTorchJob", "MODIFIED", pytorchjob("g0", finished=True))
+    queue._pass()  # finished: its GPUs are free again, and the next in line starts
+    assert list(recorder.started) == ["g0", "g1"]
+
+
+def test_a_status_is_reported_only_when_it_changes(queue: AdmissionQueue) -> None:
+    recorder = Recorder()
+    queue.submit(recorder.entry("g0", 4, 8))
+    queue.submit(recorder.entry("g1", 4, 8, second=1))
+    for _ in range(3):
+        queue._pass()
+    assert len(recorder.reported["g1"]) == 1
+
+
+def test_a_resubmitted_job_keeps_its_place(queue: AdmissionQueue) -> None:
+    recorder = Recorder()
+    queue.observed_list("Node", a100_nodes(count=1))
+    for name, second in (("old", 0), ("new", 5)):
+        queue.submit(recorder.entry(name, 2, 8, second=second))
+    queue.submit(recorder.entry("old", 2, 8, second=0))  # a retry of the same job
+    queue._pass()
+    assert [job.name for job in queue.queued()] == ["old", "new"]
+
+
+def test_without_read_access_jobs_go_to_kube_scheduler(queue: AdmissionQueue) -> None:
+    recorder = Recorder()
+    queue.refused = "list Node: Forbidden"
+    queue.submit(recorder.entry("g0", 4, 8))
+    queue.submit(recorder.entry("g1", 4, 8))
+    queue._pass()
+    assert recorder.started == {"g0": CPU_ONLY, "g1": CPU_ONLY}
+
+
+def test_a_pytorchjob_seen_and_gone_between_passes_leaves_no_reservation(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    queue.submit(recorder.entry("g0", 4, 8))
+    queue._pass()
+    # Its PyTorchJob appears and is deleted while nothing is queued (no pass runs).
+    queue.observed("PyTorchJob", "ADDED", pytorchjob("g0"))
+    queue.observed("PyTorchJob", "DELETED", pytorchjob("g0"))
+    queue.submit(recorder.entry("g1", 4, 8, second=1))
+    queue._pass()
+    assert list(recorder.started) == ["g0", "g1"]
+
+
+def test_a_job_enqueued_again_after_it_was_admitted_leaves_the_queue(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    queue.submit(recorder.entry("g0", 4, 8))
+    queue._pass()
+    queue.submit(recorder.entry("g0", 4, 8))  # its handler ran again (at least once)
+    queue._pass()
+    assert list(recorder.started) == ["g0"]
+    assert queue.queued() == []
+    assert "g0" not in recorder.reported  # never told it waits: it runs
+
+
+def test_children_the_api_server_refuses_back_off_and_free_the_pass(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    refused = recorder.entry("refused", 4, 8)
+
+    def refuse(placement: Placement) -> None:
+        raise RuntimeError("namespace is being terminated")
+
+    refused.start = refuse
+    queue.submit(refused)
+    queue.submit(recorder.entry("next", 4, 8, second=1))
+    queue._pass()  # "refused" is admitted, its apply fails: the pass stops there
+    assert recorder.started == {}
+    assert [b.reason for b in recorder.reported["refused"]] == ["ChildrenRejected"]
+    queue._pass()  # decided again without it: the next job gets the GPUs
+    assert list(recorder.started) == ["next"]
+    assert [job.name for job in queue.queued()] == ["refused"]
