@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from lepton_operator.scheduling.admission import GangRequest
 from lepton_operator.scheduling.placement import Placement
@@ -181,3 +182,32 @@ def test_children_the_api_server_refuses_back_off_and_free_the_pass(
     queue._pass()  # decided again without it: the next job gets the GPUs
     assert list(recorder.started) == ["next"]
     assert [job.name for job in queue.queued()] == ["refused"]
+
+
+def test_pool_gauges_show_what_is_reserved_and_what_is_fragmented(queue: AdmissionQueue) -> None:
+    recorder = Recorder()
+    busy = pod_on("a100-0", gpus=2)
+    queue.observed("Pod", "ADDED", busy)
+    queue.submit(recorder.entry("g0", 2, 8))
+    queue._pass()
+
+    def gauge(state: str) -> float | None:
+        labels = {"pool": "a100", "gpu_product": A100, "state": state}
+        return REGISTRY.get_sample_value("lepton_pool_gpus", labels)
+
+    assert (gauge("capacity"), gauge("allocated")) == (32, 2)
+    assert gauge("reserved") == 16  # g0, admitted, its pods not bound yet
+    assert gauge("free") == 32 - 2 - 16
+    assert gauge("fragmented") == 6  # free on a100-0, which a 2-GPU pod already uses
+    assert REGISTRY.get_sample_value("lepton_admission_queue_length") == 0
+
+
+def pod_on(node_name: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"other-{node_name}", "namespace": "other"},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }

@@ -21,8 +21,9 @@ PHASE_TRANSITIONS = Counter(
 )
 POOL_GPUS = Gauge(
     "lepton_pool_gpus",
-    "GPUs of each node pool as last seen at admission: capacity (allocatable) and allocated "
-    "(requested by bound, unfinished pods of any owner).",
+    "GPUs of each node pool as the admission queue sees them: capacity (allocatable), allocated "
+    "(requested by bound, unfinished pods of any owner), reserved (admitted Lepton jobs' pods "
+    "not bound yet), free, and fragmented (free on nodes already in use).",
     ["pool", "gpu_product", "state"],
 )
 ADMISSIONS = Counter(
@@ -38,4 +39,10 @@ DECISION_SECONDS = Histogram(
     "lepton_admission_pass_duration_seconds",
     "Time one pass of admission decisions over the whole queue took (in memory, no I/O).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+WAIT_SECONDS = Histogram(
+    "lepton_admission_wait_seconds",
+    "Time from a GPU job's creation to its admission.",
+    ["kind"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
 )

@@ -26,7 +26,13 @@ from typing import Any
 
 from lepton_operator.builders.meta import MANAGED_BY, POOL_LABEL
 from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
-from lepton_operator.metrics import ADMISSIONS, DECISION_SECONDS, POOL_GPUS, QUEUE_LENGTH
+from lepton_operator.metrics import (
+    ADMISSIONS,
+    DECISION_SECONDS,
+    POOL_GPUS,
+    QUEUE_LENGTH,
+    WAIT_SECONDS,
+)
 from lepton_operator.scheduling.admission import Admitted, Reservation
 from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
 from lepton_operator.scheduling.placement import Placement, pool_placement
@@ -39,7 +45,7 @@ from lepton_operator.scheduling.queue import (
 )
 from lepton_operator.scheduling.reservations import reservations_from
 from lepton_operator.scheduling.views import PodView
-from lepton_operator.services.cluster_view import ClusterView
+from lepton_operator.services.cluster_view import ClusterView, Snapshot
 from lepton_operator.services.informer import Informer, WatchTarget
 from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
 from lepton_operator.status import Blocker
@@ -210,7 +216,16 @@ class AdmissionQueue:
     def _pass(self) -> None:
         snapshot = self.view.snapshot()
         inventory = build_inventory(snapshot.nodes, snapshot.pods, self._labels)
-        _export_pool_metrics(inventory)
+        try:
+            self._decide(snapshot, inventory)
+        finally:  # the gauges show the reservations this pass made, too
+            reservations = self._reservations(snapshot.pytorchjobs, snapshot.pods)
+            _export_pool_metrics(inventory, reservations)
+            with self._lock:
+                QUEUE_LENGTH.set(len(self._entries))
+
+    def _decide(self, snapshot: Snapshot, inventory: list[GpuNode]) -> None:
+        reservations = self._reservations(snapshot.pytorchjobs, snapshot.pods)
         entries = self._due(snapshot.pytorchjobs)
         if not entries:
             return
@@ -223,7 +238,7 @@ class AdmissionQueue:
         decisions = plan_pass(
             [e.gang for e in entries],
             inventory,
-            self._reservations(snapshot.pytorchjobs, snapshot.pods),
+            reservations,
             self._clock(),
             self._config.admission_starvation_seconds,
         )
@@ -237,6 +252,9 @@ class AdmissionQueue:
                     "admitted %s/%s to pool %s", gang.job.namespace, gang.job.name, decision.pool
                 )
                 ADMISSIONS.labels(outcome="Admitted").inc()
+                WAIT_SECONDS.labels(kind=gang.job.kind).observe(
+                    max(self._clock() - gang.queued_at, 0.0)
+                )
                 placement = pool_placement(
                     decision.pool,
                     decision.pool_label,
@@ -279,7 +297,6 @@ class AdmissionQueue:
             for job, entry in list(self._entries.items()):
                 if (job.namespace, entry.pytorchjob_name) in existing:
                     del self._entries[job]
-            QUEUE_LENGTH.set(len(self._entries))
             return [e for e in self._entries.values() if e.retry_at <= now]
 
     def _reservations(
@@ -321,12 +338,27 @@ class AdmissionQueue:
         return True
 
 
-def _export_pool_metrics(inventory: list[GpuNode]) -> None:
-    totals: dict[tuple[str, str], list[int]] = {}
+def _export_pool_metrics(inventory: list[GpuNode], reservations: list[Reservation]) -> None:
+    """Per pool: capacity, allocated (bound pods), reserved (admitted, not bound yet), free, and
+    fragmented: free GPUs on nodes already in use, which no whole-node worker can take."""
+    states: dict[tuple[str, str], dict[str, int]] = {}
     for node in inventory:
-        entry = totals.setdefault((node.pool, node.gpu_product or ""), [0, 0])
-        entry[0] += node.allocatable
-        entry[1] += min(node.used, node.allocatable)
-    for (pool, product), (capacity, allocated) in totals.items():
-        POOL_GPUS.labels(pool=pool, gpu_product=product, state="capacity").set(capacity)
-        POOL_GPUS.labels(pool=pool, gpu_product=product, state="allocated").set(allocated)
+        pool = states.setdefault(
+            (node.pool, node.gpu_product or ""),
+            dict.fromkeys(("capacity", "allocated", "reserved", "free", "fragmented"), 0),
+        )
+        pool["capacity"] += node.allocatable
+        pool["allocated"] += min(node.used, node.allocatable)
+        pool["free"] += node.free
+        if node.used > 0:
+            pool["fragmented"] += node.free
+    for reservation in reservations:
+        for (pool_name, _), pool in states.items():
+            if pool_name == reservation.pool:
+                held = reservation.workers * reservation.gpus_per_worker
+                pool["reserved"] += held
+                pool["free"] = max(pool["free"] - held, 0)
+                break
+    for (pool_name, product), pool in states.items():
+        for state, gpus in pool.items():
+            POOL_GPUS.labels(pool=pool_name, gpu_product=product, state=state).set(gpus)
