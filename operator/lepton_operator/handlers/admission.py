@@ -116,10 +116,13 @@ def _priority(priority_class_name: str | None) -> int:
     return int(value) if isinstance(value, int) else 0
 
 
-@kopf.on.event(API_GROUP, API_VERSION, "leptontrainingjobs")
-@kopf.on.event(API_GROUP, API_VERSION, "leptoncompressions")
-def forget_deleted(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def _deleted(event: kopf.RawEvent, **_: Any) -> bool:
+    return event.get("type") == "DELETED"
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "leptontrainingjobs", when=_deleted)
+@kopf.on.event(API_GROUP, API_VERSION, "leptoncompressions", when=_deleted)
+def forget_deleted(body: kopf.Body, **_: Any) -> None:
     """A deleted job leaves the queue (no finalizer needed: nothing outside the API server)."""
-    if event.get("type") == "DELETED":
-        metadata = ObjectMeta.model_validate(dict(body.get("metadata", {})))
-        admission_queue().forget(queued_as(metadata, str(body.get("kind", ""))))
+    metadata = ObjectMeta.model_validate(dict(body.get("metadata", {})))
+    admission_queue().forget(queued_as(metadata, str(body.get("kind", ""))))
