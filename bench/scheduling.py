@@ -11,18 +11,23 @@ any GPU). The baseline is `least-loaded`, the rule of the original Lepton design
 utilisation, queue wait (all jobs, and gangs of 16 GPUs or more; in units of a job's mean
 duration / 10), and admit() time per call.
 
-    python -m bench.scheduling
+    python -m bench.scheduling                                   # the synthetic cluster
+    python -m bench.scheduling --nodes NODES.csv --pods PODS.csv # replay a trace (bench/trace.py)
+    python -m bench.scheduling --trace                           # the three shipped traces
 """
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import random
 import statistics
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from bench import trace
 from bench.common import report
 from lepton_operator.scheduling.admission import Admitted, GangRequest, Policy, admit, fit
 from lepton_operator.scheduling.inventory import GpuNode
@@ -162,7 +167,31 @@ def _ratio(value: float | None, baseline: float | None) -> float | None:
     return round(value / baseline, 3) if value and baseline else None
 
 
-def main() -> None:
+TRACE_DIR = Path(__file__).parent / "data" / "alibaba-gpu-v2023"
+TRACE_NODES = TRACE_DIR / "openb_node_list_gpu_node.csv"
+TRACE_PODS = ("default", "gpuspec33", "multigpu50")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=Path, help="node list CSV (trace format)")
+    parser.add_argument("--pods", type=Path, help="pod list CSV (trace format)")
+    parser.add_argument("--trace", action="store_true", help="replay the three shipped traces")
+    args = parser.parse_args(argv)
+    if args.nodes or args.pods:
+        if not (args.nodes and args.pods):
+            parser.error("--nodes and --pods go together")
+        report(f"scheduling-trace-{args.pods.stem}", trace.run(args.nodes, args.pods))
+        return
+    if args.trace:
+        for name in TRACE_PODS:
+            pods = TRACE_DIR / f"openb_pod_list_{name}.csv"
+            report(f"scheduling-trace-{name}", trace.run(TRACE_NODES, pods))
+        return
+    synthetic()
+
+
+def synthetic() -> None:
     pinned = job_stream()
     workloads = {
         "pinned": pinned,
