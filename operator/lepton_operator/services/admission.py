@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lepton_operator.builders.meta import MANAGED_BY, POOL_LABEL
@@ -126,13 +126,7 @@ class AdmissionQueue:
         with self._lock:
             previous = self._entries.get(entry.gang.job)
             if previous is not None:  # same job again (a retry, a spec change): keep its wait
-                entry.gang = QueuedGang(
-                    entry.gang.job,
-                    entry.gang.request,
-                    entry.gang.policy,
-                    entry.gang.priority,
-                    previous.gang.queued_at,
-                )
+                entry.gang = replace(entry.gang, queued_at=previous.gang.queued_at)
                 entry.reported = previous.reported
                 entry.failures, entry.retry_at = previous.failures, previous.retry_at
             self._entries[entry.gang.job] = entry

@@ -29,7 +29,6 @@ class Snapshot:
     nodes: list[dict[str, Any]]
     pods: list[PodView]
     pytorchjobs: list[dict[str, Any]]
-    version: int
 
 
 def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +72,6 @@ class ClusterView:
 
     def __init__(self, gpu_resource: str) -> None:
         self._lock = threading.Lock()
-        self._version = 0
 
         def gpu_pod(item: dict[str, Any]) -> PodView | None:
             pod = PodView.model_validate(item)
@@ -91,12 +89,10 @@ class ClusterView:
     ) -> None:
         with self._lock:
             self._stores[kind].replace(listed, namespace)
-            self._bump()
 
     def apply(self, kind: str, event: str, item: dict[str, Any]) -> None:
         with self._lock:
             self._stores[kind].apply(event, item)
-            self._bump()
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -104,8 +100,4 @@ class ClusterView:
                 nodes=list(self._stores["Node"].items.values()),
                 pods=list(self._stores["Pod"].items.values()),
                 pytorchjobs=list(self._stores["PyTorchJob"].items.values()),
-                version=self._version,
             )
-
-    def _bump(self) -> None:
-        self._version += 1
