@@ -120,3 +120,70 @@ def test_everything_admitted_in_one_pass_fits_at_once(
         if isinstance(d, Waiting) and not held:
             fits = [fit(f, g.request.workers, g.request.gpus_per_worker) for f in free.values()]
             assert all(f is None for f in fits), f"{g.job.name} waits but fits"
+
+
+def _simulate(
+    nodes: int, small_every: int, small_duration: int, starvation: float, horizon: int
+) -> int | None:
+    """One pool of 8-GPU nodes kept busy by a stream of 1-GPU jobs; a 1 x 8 gang arrives at
+    t=1. Returns when the gang was admitted (None: never, within the horizon)."""
+    inventory = [node("a100", i) for i in range(nodes)]
+    running: list[tuple[int, int]] = []  # (ends at, node index)
+    queue: list[QueuedGang] = []
+    # Start from a pool where every node carries some 1-GPU work, so no 8-GPU node is free.
+    for index in range(nodes):
+        inventory[index] = node("a100", index, used=1)
+        running.append((small_duration, index))
+    counter = 0
+    for now in range(horizon):
+        for ends, index in [r for r in running if r[0] <= now]:
+            running.remove((ends, index))
+            inventory[index] = node("a100", index, used=inventory[index].used - 1)
+        if now == 1:
+            queue.append(gang("big", 1, 8, second=1))
+        if now % small_every == 0:
+            counter += 1
+            queue.append(
+                QueuedGang(
+                    QueuedJob(f"2026-12-01T11:{counter:06d}Z", "team", f"s{counter}", "Job"),
+                    GangRequest(1, 1),
+                    queued_at=float(now),
+                )
+            )
+        decisions = plan_pass(queue, inventory, [], float(now), starvation)
+        for g, d in decisions:
+            if not isinstance(d, Admitted):
+                continue
+            if g.job.name == "big":
+                return now
+            # kube-scheduler binds it best fit: the busiest node that still has a GPU free.
+            index = min(
+                (i for i, n in enumerate(inventory) if n.free >= 1),
+                key=lambda i: (inventory[i].free, i),
+            )
+            inventory[index] = node("a100", index, used=inventory[index].used + 1)
+            running.append((now + small_duration, index))
+            queue.remove(g)
+    return None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nodes=st.integers(1, 4),
+    small_every=st.integers(1, 3),
+    small_duration=st.integers(2, 12),
+    starvation=st.integers(1, 30),
+)
+def test_no_gang_waits_longer_than_the_bound_plus_the_longest_running_job(
+    nodes: int, small_every: int, small_duration: int, starvation: int
+) -> None:
+    started = _simulate(nodes, small_every, small_duration, starvation, horizon=200)
+    # Once its pool is held, nothing new starts there: it fits when the jobs running then end.
+    assert started is not None
+    assert started <= 1 + starvation + small_duration
+
+
+def test_without_the_bound_small_jobs_can_starve_a_gang_forever() -> None:
+    # The same stream, but the pool is never held: some 1-GPU job always sits on every node.
+    assert _simulate(2, 1, 10, starvation=float("inf"), horizon=300) is None
+    assert _simulate(2, 1, 10, starvation=30, horizon=300) is not None
