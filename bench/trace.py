@@ -184,6 +184,8 @@ def _admitted_in_order(
         gangs, list(state.values()), (), now, starvation_seconds=math.inf
     )
     admitted = {int(g.job.name) for g, d in decisions if isinstance(d, Admitted)}
+    # A gang request names one GPU model, so the queue saw only a task's first allowed model:
+    # tasks that allow several are tried anyway, model by model, by `decide`.
     return [t for t in waiting if t.index in admitted or len(t.models) > 1]
 
 

@@ -13,19 +13,18 @@ from lepton_operator.api.compression import (
 )
 from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus, TrainingResults
 from lepton_operator.builders.jobs import compression_job_name, training_job_name
-from lepton_operator.builders.meta import POOL_LABEL
 from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
 from lepton_operator.builders.runtime_config import StorageLayout
 from lepton_operator.handlers.context import fetch, now, publish_status, settings
 from lepton_operator.observe import (
     first_replica_message,
-    label_of,
     observe_pytorchjob,
     pytorchjob_finished,
 )
 from lepton_operator.status import (
     Blocker,
     JobCore,
+    JobObservation,
     compression_results,
     derive_job_core,
     parse_summary,
@@ -46,25 +45,21 @@ def _core(
     namespace: str,
     job_name: str,
     blocker: Blocker | None,
-) -> tuple[JobCore, dict[str, Any] | None, str | None, int]:
+) -> tuple[JobCore, JobObservation, str | None]:
     pytorchjob = None
     if blocker is None:
         pytorchjob = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
     message = _master_message(namespace, job_name) if pytorchjob_finished(pytorchjob) else None
     observation = observe_pytorchjob(pytorchjob, message, blocker)
     core = derive_job_core(previous_conditions, generation, observation, now())
-    return core, pytorchjob, message, observation.active_workers
-
-
-def _pool(pytorchjob: dict[str, Any] | None, previous: str | None) -> str | None:
-    return label_of(pytorchjob, POOL_LABEL) or previous
+    return core, observation, message
 
 
 def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None) -> None:
     job = LeptonTrainingJob.model_validate(body)
     previous = job.status
     generation = job.metadata.generation
-    core, pytorchjob, message, active = _core(
+    core, observation, message = _core(
         previous.conditions if previous else [],
         generation,
         job.metadata.namespace,
@@ -81,16 +76,16 @@ def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None
         elif results is None:  # keep what we read before the pods were cleaned up
             results = TrainingResults(model_uri=job.spec.output.uri)
     resources = job.spec.resources
-    holding = pytorchjob is not None and core.phase in ("Pending", "Running")
+    holding = observation.pytorchjob_exists and core.phase in ("Pending", "Running")
     status = TrainingJobStatus(
         phase=core.phase,
         conditions=core.conditions,
         observed_generation=generation,
         message=core.message,
-        pool=_pool(pytorchjob, previous.pool if previous else None),
+        pool=observation.pool or (previous.pool if previous else None),
         gpus=resources.workers * resources.gpus_per_worker if holding else 0,
         queue_position=blocker.queue_position if blocker is not None else None,
-        workers_ready=active,
+        workers_ready=observation.active_workers,
         start_time=core.start_time,
         completion_time=core.completion_time,
         results=results,
@@ -104,7 +99,7 @@ def refresh_compression_status(
     compression = LeptonCompression.model_validate(body)
     previous = compression.status
     generation = compression.metadata.generation
-    core, pytorchjob, message, _ = _core(
+    core, observation, message = _core(
         previous.conditions if previous else [],
         generation,
         compression.metadata.namespace,
@@ -125,7 +120,7 @@ def refresh_compression_status(
         observed_generation=generation,
         message=core.message,
         source_model_uri=source_model_uri or (previous.source_model_uri if previous else None),
-        pool=_pool(pytorchjob, previous.pool if previous else None),
+        pool=observation.pool or (previous.pool if previous else None),
         queue_position=blocker.queue_position if blocker is not None else None,
         start_time=core.start_time,
         completion_time=core.completion_time,

@@ -44,7 +44,6 @@ from lepton_operator.scheduling.queue import (
     reservation_for,
 )
 from lepton_operator.scheduling.reservations import reservations_from
-from lepton_operator.scheduling.views import PodView
 from lepton_operator.services.cluster_view import ClusterView, Snapshot
 from lepton_operator.services.informer import Informer, WatchTarget
 from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
@@ -210,16 +209,23 @@ class AdmissionQueue:
     def _pass(self) -> None:
         snapshot = self.view.snapshot()
         inventory = build_inventory(snapshot.nodes, snapshot.pods, self._labels)
+        config = self._config
+        # What the PyTorchJobs in the view hold; derived once per pass (it reads every pod).
+        derived = reservations_from(
+            snapshot.pytorchjobs, snapshot.pods, POOL_LABEL, config.gpu_product_label,
+            config.gpu_resource,
+        )  # fmt: skip
         try:
-            self._decide(snapshot, inventory)
+            self._decide(snapshot, inventory, derived)
         finally:  # the gauges show the reservations this pass made, too
-            reservations = self._reservations(snapshot.pytorchjobs, snapshot.pods)
-            _export_pool_metrics(inventory, reservations)
+            _export_pool_metrics(inventory, [*derived, *self._assumed_reservations()])
             with self._lock:
                 QUEUE_LENGTH.set(len(self._entries))
 
-    def _decide(self, snapshot: Snapshot, inventory: list[GpuNode]) -> None:
-        reservations = self._reservations(snapshot.pytorchjobs, snapshot.pods)
+    def _decide(
+        self, snapshot: Snapshot, inventory: list[GpuNode], derived: list[Reservation]
+    ) -> None:
+        reservations = [*derived, *self._assumed_reservations()]
         entries = self._due(snapshot.pytorchjobs)
         if not entries:
             return
@@ -293,20 +299,14 @@ class AdmissionQueue:
                     del self._entries[job]
             return [e for e in self._entries.values() if e.retry_at <= now]
 
-    def _reservations(
-        self, pytorchjobs: list[dict[str, Any]], pods: list[PodView]
-    ) -> list[Reservation]:
-        config = self._config
+    def _assumed_reservations(self) -> list[Reservation]:
+        """What jobs admitted here hold until their PyTorchJob is seen (lapsed ones dropped)."""
         now = self._clock()
         with self._lock:
             for key, (_, deadline) in list(self._assumed.items()):
                 if now > deadline:
                     del self._assumed[key]
-            assumed = [reservation for reservation, _ in self._assumed.values()]
-        derived = reservations_from(
-            pytorchjobs, pods, POOL_LABEL, config.gpu_product_label, config.gpu_resource
-        )
-        return [*derived, *assumed]
+            return [reservation for reservation, _ in self._assumed.values()]
 
     def _start(self, entry: QueueEntry, placement: Placement, held: Reservation | None) -> bool:
         """Apply the entry's children; False (and a backoff) when the API server refused."""
