@@ -36,6 +36,12 @@ $(VENV_READY): $(LOCK) pyproject.toml | $(UV)
 	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --python $(PY) --require-hashes $(LOCK)
 	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation -e .
+	# Install the base (no extras) once into a scratch venv, so that uv's cache holds what
+	# tests/cli/test_base_install.py needs to do the same offline.
+	rm -rf $(VENV)/.base-install
+	$(UV) venv --quiet --python $(PY) $(VENV)/.base-install
+	$(UV) pip install --quiet --python $(VENV)/.base-install/bin/python -c $(LOCK) -b $(LOCK) .
+	rm -rf $(VENV)/.base-install
 	touch $@
 
 setup: $(VENV_READY) ## create .venv from requirements.lock (every extra) with lepton editable
