@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lepton_operator.scheduling.admission import Admitted, Decision, GangRequest, Policy, admit
+from lepton_operator.scheduling.admission import Admitted, GangRequest, Policy, admit
 from lepton_operator.scheduling.inventory import GpuNode
-from lepton_operator.scheduling.queue import QueuedGang, QueuedJob, plan_pass
+from lepton_operator.scheduling.queue import PassDecision, QueuedGang, QueuedJob, plan_pass
 
 POOL_LABEL = "lepton.ai/node-pool"
 POLICIES: tuple[str, ...] = ("binpack", "least-loaded", "spread", "kube-default")
@@ -180,7 +180,7 @@ def _admitted_in_order(
         )
         for t in waiting
     ]
-    decisions: list[tuple[QueuedGang, Decision]] = plan_pass(
+    decisions: list[tuple[QueuedGang, PassDecision]] = plan_pass(
         gangs, list(state.values()), (), now, starvation_seconds=math.inf
     )
     admitted = {int(g.job.name) for g, d in decisions if isinstance(d, Admitted)}

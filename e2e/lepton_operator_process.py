@@ -28,8 +28,14 @@ def free_port() -> int:
 class OperatorProcess:
     """Start `python -m lepton_operator.main`; stop it on exit. Health and metrics on loopback."""
 
-    def __init__(self, kubeconfig: Path, log_name: str = "lepton-operator") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_name: str = "lepton-operator",
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.settings = settings or {}  # LEPTON_* settings beyond the defaults below
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log_path = LOG_DIR / f"{log_name}.log"
@@ -44,6 +50,7 @@ class OperatorProcess:
             "LEPTON_BIND_ADDRESS": "127.0.0.1",
             "LEPTON_METRICS_PORT": str(self.metrics_port),
             "LEPTON_HEALTH_PORT": str(self.health_port),
+            **self.settings,
         }
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from kubernetes.client import AppsV1Api
 
 from e2e.lepton_operator_process import OperatorProcess
 from e2e.lepton_resources import (
@@ -134,7 +135,7 @@ def test_a_gang_that_does_not_fit_waits_queued_and_starts_when_gpus_free(
     assert ("Normal", "Queued") in events_for(core, namespace, "waiting")
 
     metrics = operator.metrics()
-    assert 'lepton_admissions_total{outcome="InsufficientGPUs"}' in metrics
+    assert 'lepton_admissions_total{kind="LeptonTrainingJob",outcome="InsufficientGPUs"}' in metrics
     assert (
         'lepton_pool_gpus{gpu_product="NVIDIA-A100-SXM4-80GB",pool="a100",state="capacity"} 32.0'
         in metrics
@@ -216,3 +217,47 @@ def test_gangs_applied_at_once_admit_exactly_what_fits(
         list(pool.map(lambda job: create(custom, namespace, job), jobs))
     settle(custom, core, namespace, names, fit)
     assert_exactly_what_fits(custom, core, namespace, names, fit, workers)
+
+
+def gpu_endpoint(name: str, replicas: int) -> dict[str, Any]:
+    """The sample endpoint on `replicas` A100 GPUs (one each), serving a model URI directly."""
+    _, compression, endpoint = pipeline()
+    endpoint["metadata"] = {"name": name}
+    endpoint["spec"]["source"] = {"modelURI": compression["spec"]["output"]["uri"]}
+    endpoint["spec"].pop("autoscaling")
+    endpoint["spec"]["replicas"] = replicas
+    endpoint["spec"]["resources"].update({"gpus": 8, "gpuType": A100})
+    return endpoint
+
+
+def test_a_gpu_endpoint_waits_queued_as_a_gang_and_is_placed_once_it_fits(
+    operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
+) -> None:
+    apps: Any = AppsV1Api(core.api_client)
+    create(custom, namespace, training_job("filler", 3, 8, gpu_type=A100, keep_running=True))
+    running_pods_on(core, namespace, "filler", 3)
+    # Two replicas of 8 GPUs; one a100 node is free: neither replica starts.
+    create(custom, namespace, gpu_endpoint("serve", replicas=2))
+    queued = wait_for_phase(custom, "LeptonEndpoint", namespace, "serve", "Queued")
+    admitted = condition(queued, "Admitted")
+    assert admitted is not None and admitted["status"] == "False"
+    assert admitted["reason"] == "InsufficientGPUs"
+    assert queued["status"]["queuePosition"] >= 1
+    assert not apps.list_namespaced_deployment(namespace).items, "nothing is created while queued"
+
+    delete_training_job(custom, core, namespace, "filler")
+    deployment = wait_until(
+        "the endpoint's Deployment",
+        lambda: next(iter(apps.list_namespaced_deployment(namespace).items), None),
+    )
+    assert deployment.metadata.labels["lepton.ai/pool"] == "a100"
+    assert deployment.spec.template.spec.node_selector["lepton.ai/node-pool"] == "a100"
+
+    def placed() -> dict[str, Any] | None:
+        endpoint = get(custom, "LeptonEndpoint", namespace, "serve")
+        return endpoint if endpoint.get("status", {}).get("pool") == "a100" else None
+
+    endpoint = wait_until("the endpoint reports its pool", placed)
+    admitted = condition(endpoint, "Admitted")
+    assert admitted is not None and admitted["status"] == "True"
+    assert endpoint["status"].get("queuePosition") is None

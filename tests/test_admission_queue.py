@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lepton_operator.scheduling.admission import Admitted, Decision, GangRequest, Waiting, fit
+from lepton_operator.scheduling.admission import Admitted, GangRequest, Waiting, fit
 from lepton_operator.scheduling.inventory import pools
 from lepton_operator.scheduling.queue import (
+    PassDecision,
     QueuedGang,
     QueuedJob,
     admission_order,
@@ -37,7 +40,7 @@ def gang(
     )
 
 
-def admitted(decisions: list[tuple[QueuedGang, Decision]]) -> dict[str, str]:
+def admitted(decisions: Sequence[tuple[QueuedGang, PassDecision]]) -> dict[str, str]:
     return {g.job.name: d.pool for g, d in decisions if isinstance(d, Admitted)}
 
 

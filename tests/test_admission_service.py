@@ -4,13 +4,16 @@ time, reservations held across passes until the PyTorchJob shows up, concurrent 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
+from lepton_operator.builders.meta import PRIORITY_ANNOTATION
 from lepton_operator.scheduling.admission import GangRequest
 from lepton_operator.scheduling.placement import Placement
+from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
 from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.settings import OperatorSettings
@@ -189,6 +192,7 @@ def test_pool_gauges_show_what_is_reserved_and_what_is_fragmented(queue: Admissi
     busy = pod_on("a100-0", gpus=2)
     queue.observed("Pod", "ADDED", busy)
     queue.submit(recorder.entry("g0", 2, 8))
+    queue.submit(recorder.entry("g1", 4, 8, second=1))  # does not fit beside g0: waits
     queue._pass()
 
     def gauge(state: str) -> float | None:
@@ -199,7 +203,7 @@ def test_pool_gauges_show_what_is_reserved_and_what_is_fragmented(queue: Admissi
     assert gauge("reserved") == 16  # g0, admitted, its pods not bound yet
     assert gauge("free") == 32 - 2 - 16
     assert gauge("fragmented") == 6  # free on a100-0, which a 2-GPU pod already uses
-    assert REGISTRY.get_sample_value("lepton_admission_queue_length") == 0
+    assert REGISTRY.get_sample_value("lepton_admission_queue_length", {"pool": "auto"}) == 1
 
 
 def pod_on(node_name: str, gpus: int) -> dict[str, Any]:
@@ -211,3 +215,106 @@ def pod_on(node_name: str, gpus: int) -> dict[str, Any]:
         },
         "status": {"phase": "Running"},
     }
+
+
+# --------------------------------------------------------------------------- preemption
+
+
+def running_job(name: str, priority: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A Lepton PyTorchJob of 4 x 8 GPUs, running on all of a100, and its pods."""
+    job = pytorchjob(name)
+    job["metadata"]["labels"]["lepton.ai/trainingjob"] = name
+    job["metadata"]["annotations"] = {PRIORITY_ANNOTATION: str(priority)}
+    job["metadata"]["creationTimestamp"] = "2026-12-01T09:00:00Z"
+    job["status"]["conditions"] = [{"type": "Running", "status": "True"}]
+    pods = []
+    for index in range(4):
+        pod = pod_on(f"a100-{index}", gpus=8)
+        pod["metadata"] = {
+            "name": f"{name}-{index}",
+            "namespace": "team",
+            "labels": {"training.kubeflow.org/job-name": name},
+        }
+        pods.append(pod)
+    return job, pods
+
+
+def preempting_queue(enabled: bool) -> tuple[AdmissionQueue, list[tuple[str, str]]]:
+    evicted: list[tuple[str, str]] = []
+
+    def evict(victim: RunningGang, by: QueuedGang) -> None:
+        evicted.append((victim.owner_name, by.job.name))
+
+    config = OperatorSettings(admission_preemption=enabled)
+    queue = AdmissionQueue(config, clock=lambda: 100.0, evict=evict)
+    queue.observed_list("Node", a100_nodes())
+    job, pods = running_job("low", priority=0)
+    queue.observed_list("Pod", pods)
+    queue.observed_list("PyTorchJob", [job])
+    return queue, evicted
+
+
+def test_a_higher_priority_gang_evicts_a_whole_job_once_and_starts_when_it_is_gone() -> None:
+    queue, evicted = preempting_queue(enabled=True)
+    recorder = Recorder()
+    high = recorder.entry("high", 4, 8, second=5)
+    high.gang = replace(high.gang, priority=1000)
+    queue.submit(high)
+    queue._pass()
+    assert evicted == [("low", "high")]
+    assert recorder.reported["high"][-1].reason == "Preempting"
+    queue._pass()  # the victim's pods are still there: no second eviction
+    assert evicted == [("low", "high")]
+    assert recorder.started == {}
+    job, pods = running_job("low", priority=0)
+    queue.observed("PyTorchJob", "DELETED", job)
+    for pod in pods:
+        queue.observed("Pod", "DELETED", pod)
+    queue._pass()
+    assert list(recorder.started) == ["high"]
+
+
+def test_without_the_setting_nothing_is_preempted() -> None:
+    queue, evicted = preempting_queue(enabled=False)
+    recorder = Recorder()
+    high = recorder.entry("high", 4, 8, second=5)
+    high.gang = replace(high.gang, priority=1000)
+    queue.submit(high)
+    queue._pass()
+    assert evicted == []
+    assert recorder.reported["high"][-1].reason == "InsufficientGPUs"
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+def deployment(name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "team",
+            "labels": {"lepton.ai/pool": "a100", "lepton.ai/endpoint": name},
+        },
+        "spec": {"replicas": replicas, "template": GPU_TEMPLATE},
+    }
+
+
+def test_an_endpoint_is_admitted_as_a_gang_and_its_deployment_holds_the_gpus(
+    queue: AdmissionQueue,
+) -> None:
+    recorder = Recorder()
+    serve = recorder.entry("serve", 3, 8)
+    serve.child_kind = "Deployment"
+    queue.observed_list("Deployment", [])
+    queue.submit(serve)
+    queue._pass()
+    assert list(recorder.started) == ["serve"]
+    queue.observed("Deployment", "ADDED", deployment("serve", replicas=3))
+    queue.submit(recorder.entry("train", 2, 8, second=1))
+    queue._pass()  # 3 unbound replicas of 8 GPUs reserved: one node left, 2 x 8 waits
+    assert list(recorder.started) == ["serve"]
+    assert recorder.reported["train"][-1].reason == "InsufficientGPUs"
+    queue.observed("Deployment", "DELETED", deployment("serve", replicas=3))
+    queue._pass()
+    assert list(recorder.started) == ["serve", "train"]

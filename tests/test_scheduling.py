@@ -270,6 +270,6 @@ def test_reservations_are_the_unbound_workers_of_unfinished_admitted_jobs() -> N
     views = [PodView.model_validate(p) for p in pods]
     assert reservations_from(jobs, views, "lepton.ai/pool", LABELS.gpu_product_label) == [
         # waiting: 3 workers, 1 bound, 1 waiting for a node, 1 not created yet
-        Reservation("a100", workers=2, gpus_per_worker=8, gpu_product=A100),
-        Reservation("h100", workers=1, gpus_per_worker=8, gpu_product=A100),
+        Reservation("a100", 2, 8, A100, namespace="team", job="waiting"),
+        Reservation("h100", 1, 8, A100, namespace="team", job="restarting"),
     ]

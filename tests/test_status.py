@@ -23,6 +23,7 @@ from lepton_operator.status import (
     derive_endpoint_core,
     derive_job_core,
     parse_summary,
+    preempted_conditions,
     set_condition,
     training_results,
     transition_event,
@@ -146,6 +147,11 @@ def test_recomputing_from_the_same_observation_changes_nothing() -> None:
         ),
         (DeploymentObservation(blocker=Blocker("WaitingForSource", "w")), "Pending", "False"),
         (DeploymentObservation(blocker=Blocker("SourceFailed", "f", "Failed")), "Failed", "False"),
+        (
+            DeploymentObservation(blocker=Blocker("InsufficientGPUs", "q", "Queued", 2)),
+            "Queued",
+            "False",
+        ),
     ],
 )
 def test_endpoint_phase_table(
@@ -274,3 +280,20 @@ def test_deployment_view_notices_an_unobserved_generation() -> None:
     observation = observe_deployment(deployment, None)
     assert not observation.generation_observed
     assert observation.desired_replicas == 2
+
+
+def test_a_preempted_job_says_so_while_queued_and_is_readmitted_after() -> None:
+    running = derive_job_core([], 1, _pytorchjob(("Running", "True")), T0).conditions
+    evicted = preempted_conditions(running, 1, "preempted by LeptonTrainingJob team/high", T1)
+    assert _by_type(evicted)["Preempted"] == "True"
+    assert _by_type(evicted)["Admitted"] == "False"
+    queued = Blocker("InsufficientGPUs", "4 workers x 8 GPUs do not fit", "Queued", 1)
+    waiting = derive_job_core(evicted, 1, JobObservation(blocker=queued), T1)
+    assert waiting.phase == "Queued"
+    assert _by_type(waiting.conditions)["Preempted"] == "True"  # kept while it waits
+    again = JobObservation(pytorchjob_exists=True, pool="a100")
+    readmitted = derive_job_core(waiting.conditions, 1, again, T1)
+    preempted = next(c for c in readmitted.conditions if c.type == "Preempted")
+    assert (preempted.status, preempted.reason) == ("False", "Readmitted")
+    assert "team/high" in preempted.message
+    assert _by_type(readmitted.conditions)["Admitted"] == "True"

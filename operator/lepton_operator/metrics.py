@@ -28,12 +28,20 @@ POOL_GPUS = Gauge(
 )
 ADMISSIONS = Counter(
     "lepton_admissions_total",
-    "Admission decisions for GPU jobs: Admitted, or the reason a job waits.",
-    ["outcome"],
+    "Admission decisions for GPU jobs: Admitted, or the reason a job waits (counted when it "
+    "changes).",
+    ["kind", "outcome"],
 )
 QUEUE_LENGTH = Gauge(
     "lepton_admission_queue_length",
-    "GPU jobs waiting in the admission queue after its last pass.",
+    "GPU jobs waiting in the admission queue after its last pass, by the pool they asked for "
+    "(auto: any).",
+    ["pool"],
+)
+PREEMPTIONS = Counter(
+    "lepton_preemptions_total",
+    "Jobs evicted whole so that a higher-priority gang fits, by the evicted job's kind.",
+    ["kind"],
 )
 DECISION_SECONDS = Histogram(
     "lepton_admission_pass_duration_seconds",

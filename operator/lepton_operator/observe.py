@@ -129,6 +129,7 @@ def observe_deployment(
     generation = int(_section(deployment, "metadata").get("generation", 0))
     return DeploymentObservation(
         exists=True,
+        pool=label_of(deployment, POOL_LABEL),
         desired_replicas=spec.replicas,
         ready_replicas=status.ready_replicas,
         updated_replicas=status.updated_replicas,

@@ -56,6 +56,10 @@ class OperatorSettings(BaseSettings):
     admission_resync_seconds: float = Field(default=300.0, gt=0)
     """The admission queue's safety resync: list nodes, pods and PyTorchJobs again this often
     (its watches keep the view current in between)."""
+    admission_preemption: bool = False
+    """Let a gang that fits only by evicting jobs of lower priority evict them (whole jobs,
+    lowest priority and youngest first; evicted training jobs are queued again and resume from
+    their newest checkpoint). Off by default: turning it on lets priorities stop running work."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level of the operator."""
     cluster_domain: str = "cluster.local"

@@ -163,6 +163,9 @@ def derive_job_core(
     put("Ready", "True", "ChildrenCreated", "the PyTorchJob exists")
     if observed.pool is not None:
         put("Admitted", "True", "Admitted", f"admitted to node pool {observed.pool!r}")
+    preempted = next((c for c in previous if c.type == "Preempted"), None)
+    if preempted is not None and preempted.status == "True":
+        put("Preempted", "False", "Readmitted", f"admitted again after: {preempted.message}")
     put("Running", "True" if phase == "Running" else "False", reason, message)
     put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
     put("Failed", "True" if phase == "Failed" else "False", reason, message)
@@ -174,6 +177,16 @@ def derive_job_core(
         start_time=observed.start_time,
         completion_time=observed.completion_time if finished else None,
     )
+
+
+def preempted_conditions(
+    previous: list[Condition], generation: int, message: str, now: datetime
+) -> list[Condition]:
+    """The conditions of a job just evicted by preemption (it is queued again)."""
+    book = ConditionBook(list(previous), generation, now)
+    book.put("Preempted", "True", "Preempted", message)
+    book.put("Admitted", "False", "Preempted", message)
+    return book.conditions
 
 
 def parse_summary(
@@ -244,6 +257,7 @@ class DeploymentObservation:
 
     blocker: Blocker | None = None
     exists: bool = False
+    pool: str | None = None  # the pool admission placed the Deployment on (its label)
     desired_replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
@@ -270,13 +284,17 @@ def derive_endpoint_core(
         blocker = observed.blocker
         put("Ready", "False", blocker.reason, blocker.message)
         put("Available", "False", blocker.reason, blocker.message)
-        phase: EndpointPhase = "Failed" if blocker.phase == "Failed" else "Pending"
+        if blocker.phase == "Queued":
+            put("Admitted", "False", blocker.reason, blocker.message)
+        phase: EndpointPhase = blocker.phase if blocker.phase in ("Failed", "Queued") else "Pending"
         return EndpointCore(phase, book.conditions, blocker.message)
     if not observed.exists:
         put("Ready", "Unknown", "Creating", "creating the Triton Deployment")
         return EndpointCore("Pending", book.conditions, "creating the Triton Deployment")
 
     put("Ready", "True", "ChildrenCreated", "the Triton Deployment exists")
+    if observed.pool is not None:
+        put("Admitted", "True", "Admitted", f"admitted to node pool {observed.pool!r}")
     by_type = {c.type: c for c in observed.conditions}
     stalled = by_type.get("Progressing")
     deadline_exceeded = stalled is not None and stalled.reason == "ProgressDeadlineExceeded"

@@ -90,7 +90,7 @@ class Condition(LeptonModel):
 
 
 JobPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
-EndpointPhase = Literal["Pending", "Progressing", "Available", "Degraded", "Failed"]
+EndpointPhase = Literal["Pending", "Queued", "Progressing", "Available", "Degraded", "Failed"]
 
 
 class ObjectMeta(LeptonModel):

@@ -206,13 +206,13 @@ class EndpointStatus(LeptonModel):
     """Observed state of a LeptonEndpoint, written by the operator only."""
 
     phase: EndpointPhase = "Pending"
-    """Pending, Progressing, Available, Degraded or Failed."""
+    """Pending, Queued (waiting for GPUs), Progressing, Available, Degraded or Failed."""
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=LIST_MAX,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    """Latest observations: Ready, Available, Progressing, Degraded."""
+    """Latest observations: Ready, Admitted (GPU endpoints), Available, Progressing, Degraded."""
     observed_generation: int | None = Field(default=None, ge=0)
     """The .metadata.generation this status describes."""
     message: str | None = Field(default=None, max_length=TEXT_MAX)
@@ -233,6 +233,8 @@ class EndpointStatus(LeptonModel):
     """The artifact being served."""
     pool: str | None = Field(default=None, max_length=NAME_MAX)
     """The node pool the replicas were placed on."""
+    queue_position: int | None = Field(default=None, ge=1)
+    """While Queued: the endpoint's place in the GPU admission queue (1 is next)."""
 
 
 class LeptonEndpoint(LeptonModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from lepton_operator.api.base import SecretReference
 from lepton_operator.api.endpoint import LeptonEndpoint
-from lepton_operator.builders.meta import child_labels, child_metadata
+from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
     CONFIG_PATH,
@@ -202,10 +202,13 @@ def render_deployment(
     # With autoscaling the HPA owns .spec.replicas; applying it too would fight the HPA.
     if spec.autoscaling is None:
         deployment_spec["replicas"] = 1 if spec.replicas is None else spec.replicas
+    metadata = _metadata(endpoint, endpoint.metadata.name)
+    if placement.pool is not None:  # status reads the pool back, and admission's view selects by it
+        metadata["labels"][POOL_LABEL] = placement.pool
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(endpoint, endpoint.metadata.name),
+        "metadata": metadata,
         "spec": deployment_spec,
     }
 
@@ -264,7 +267,7 @@ def render_hpa(endpoint: LeptonEndpoint) -> dict[str, Any] | None:
     }
 
 
-def _minimum_replicas(endpoint: LeptonEndpoint) -> int:
+def minimum_replicas(endpoint: LeptonEndpoint) -> int:
     spec = endpoint.spec
     if spec.autoscaling is not None:
         return spec.autoscaling.min_replicas
@@ -273,7 +276,7 @@ def _minimum_replicas(endpoint: LeptonEndpoint) -> int:
 
 def render_pdb(endpoint: LeptonEndpoint) -> dict[str, Any] | None:
     """Only with more than one replica: a PDB over one replica would block node drains."""
-    if _minimum_replicas(endpoint) <= 1:
+    if minimum_replicas(endpoint) <= 1:
         return None
     return {
         "apiVersion": "policy/v1",

@@ -16,6 +16,9 @@ OWNER_LABELS = {
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # Set on a child once placement chose a pool, so status can report it after a restart.
 POOL_LABEL = "lepton.ai/pool"
+# The admission's priority (its PriorityClass's value then), stamped on the child admission
+# creates: preemption compares priorities without reading PriorityClasses, after a restart too.
+PRIORITY_ANNOTATION = "lepton.ai/priority"
 
 
 def child_labels(kind: str, meta: ObjectMeta, component: str) -> dict[str, str]:
@@ -48,3 +51,13 @@ def child_metadata(kind: str, meta: ObjectMeta, name: str, component: str) -> di
         "labels": child_labels(kind, meta, component),
         "ownerReferences": [owner_reference(kind, meta)],
     }
+
+
+def stamp_priority(manifest: dict[str, Any], priority: int) -> dict[str, Any]:
+    """The manifest with the admission's priority in its annotations."""
+    metadata = dict(manifest.get("metadata") or {})
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        PRIORITY_ANNOTATION: str(priority),
+    }
+    return {**manifest, "metadata": metadata}

@@ -1,7 +1,7 @@
 """GPU admission from a handler's side: enqueue the job, or apply its children at once.
 
-The queue (services/admission.py) is the one place that decides; this module turns a job's
-spec into a queue entry and starts and stops the queue with the operator.
+The queue (services/admission.py) is the one place that decides; this module turns a
+resource's spec into a queue entry, and gives the queue the way to evict a preempted job.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -18,14 +19,16 @@ import kopf
 from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION, ObjectMeta
 from lepton_operator.api.common import SchedulingSpec, WorkerResources
-from lepton_operator.builders.meta import POOL_LABEL
+from lepton_operator.builders.meta import POOL_LABEL, stamp_priority
 from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
 from lepton_operator.handlers.context import settings
+from lepton_operator.handlers.jobs import mark_preempted
 from lepton_operator.observe import label_of
 from lepton_operator.scheduling.admission import GangRequest
 from lepton_operator.scheduling.placement import Placement, kept_placement, requested_placement
+from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
-from lepton_operator.scheduling.reservations import job_node_selector
+from lepton_operator.scheduling.reservations import child_node_selector
 from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.status import Blocker
 
@@ -36,7 +39,7 @@ PRIORITY_CLASS_API = "scheduling.k8s.io/v1"
 @cache
 def admission_queue() -> AdmissionQueue:
     # Wall-clock seconds: jobs' waits are counted from their creationTimestamp.
-    return AdmissionQueue(settings(), clock=time.time)
+    return AdmissionQueue(settings(), clock=time.time, evict=evict)
 
 
 def queued_as(metadata: ObjectMeta, kind: str) -> QueuedJob:
@@ -44,63 +47,96 @@ def queued_as(metadata: ObjectMeta, kind: str) -> QueuedJob:
     return QueuedJob(metadata.creation_timestamp, metadata.namespace, metadata.name, kind)
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What a Lepton resource asks admission for: `workers` pods of `gpus_per_worker` GPUs
+    each, all made by one child (a PyTorchJob, or an endpoint's Deployment)."""
+
+    child_api_version: str
+    child_kind: str
+    child_name: str
+    workers: int
+    gpus_per_worker: int
+    gpu_type: str | None
+    scheduling: SchedulingSpec
+
+
+def job_ask(name: str, resources: WorkerResources, scheduling: SchedulingSpec) -> Ask:
+    """A training or compression job: a PyTorchJob of `resources.workers` workers."""
+    return Ask(
+        PYTORCHJOB_API_VERSION, "PyTorchJob", name, resources.workers,
+        resources.gpus_per_worker, resources.gpu_type, scheduling,
+    )  # fmt: skip
+
+
 def apply_when_admitted(
     job: QueuedJob,
-    job_name: str,
-    resources: WorkerResources,
-    scheduling: SchedulingSpec,
+    ask: Ask,
     *,
     render: Callable[[Placement], Iterable[dict[str, Any]]],
     report: Callable[[Blocker | None], None],
 ) -> bool:
     """Apply the job's children now (True), or put it in the admission queue (False).
 
-    A job whose PyTorchJob exists was admitted before and keeps its placement. CPU-only jobs
-    and jobs that Kueue admits (scheduling.queueName) are not the operator's to admit. A
-    queued job's children are applied by the queue's owner once it fits, and the owner
-    publishes its status (`report`): why it waits, then, once admitted, its first status
-    from the children.
+    A job whose child exists was admitted before and keeps its placement. CPU-only jobs and
+    jobs that Kueue admits (scheduling.queueName) are not the operator's to admit. A queued
+    job's children are applied by the queue's owner once it fits, and the owner publishes its
+    status (`report`): why it waits, then, once admitted, its first status from the children.
     """
     config = settings()
-    gpus = resources.gpus_per_worker
+    gpus, scheduling = ask.gpus_per_worker, ask.scheduling
     queue = admission_queue()
+    priority = _priority(scheduling.priority_class_name)
 
     def apply_all(placement: Placement) -> None:
         for manifest in render(placement):
-            k8s.apply(manifest)
+            is_child = manifest.get("kind") == ask.child_kind
+            k8s.apply(stamp_priority(manifest, priority) if is_child else manifest)
 
     def start(placement: Placement) -> None:
         apply_all(placement)
         report(None)
 
-    existing = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", job.namespace, job_name)
-    if existing is not None:
-        queue.forget(job)
-        pool = label_of(existing, POOL_LABEL)
-        apply_all(kept_placement(pool, job_node_selector(existing), gpus))
-        return True
     requested = requested_placement(
-        scheduling.node_pool, resources.gpu_type, gpus, config.pool_label, config.gpu_product_label
+        scheduling.node_pool, ask.gpu_type, gpus, config.pool_label, config.gpu_product_label
     )
     if gpus == 0 or scheduling.queue_name is not None:
         apply_all(requested)
         return True
+    existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
+    if existing is not None:
+        queue.forget(job)
+        pool = label_of(existing, POOL_LABEL)
+        apply_all(kept_placement(pool, child_node_selector(existing), gpus))
+        return True
     request = GangRequest(
-        workers=resources.workers,
+        workers=ask.workers,
         gpus_per_worker=gpus,
-        gpu_product=resources.gpu_type,
+        gpu_product=ask.gpu_type,
         pool=None if scheduling.node_pool == "auto" else scheduling.node_pool,
     )
     gang = QueuedGang(
         job,
         request,
         scheduling.policy,
-        _priority(scheduling.priority_class_name),
+        priority,
         # Waiting counts from creation, so an operator restart does not reset it.
         queued_at=datetime.fromisoformat(job.created).timestamp() if job.created else time.time(),
     )
-    queue.submit(QueueEntry(gang, job_name, start, report, requested, gpu_type=resources.gpu_type))
+    queue.submit(
+        QueueEntry(
+            gang, ask.child_name, start, report, requested, gpu_type=ask.gpu_type,
+            child_kind=ask.child_kind,
+        )
+    )  # fmt: skip
     return False
+
+
+def evict(victim: RunningGang, by: QueuedGang) -> None:
+    """Preemption: say so in the victim's status, then delete its PyTorchJob (its pods go with
+    it). The PyTorchJob's deletion puts the victim back in the queue (handlers/children.py)."""
+    mark_preempted(victim.owner_kind, victim.namespace, victim.owner_name, by)
+    k8s.delete(PYTORCHJOB_API_VERSION, "PyTorchJob", victim.namespace, victim.child)
 
 
 def _priority(priority_class_name: str | None) -> int:
@@ -122,6 +158,7 @@ def _deleted(event: kopf.RawEvent, **_: Any) -> bool:
 
 @kopf.on.event(API_GROUP, API_VERSION, "leptontrainingjobs", when=_deleted)
 @kopf.on.event(API_GROUP, API_VERSION, "leptoncompressions", when=_deleted)
+@kopf.on.event(API_GROUP, API_VERSION, "leptonendpoints", when=_deleted)
 def forget_deleted(body: kopf.Body, **_: Any) -> None:
     """A deleted job leaves the queue (no finalizer needed: nothing outside the API server)."""
     metadata = ObjectMeta.model_validate(dict(body.get("metadata", {})))

@@ -1,38 +1,66 @@
 """Children's changes flow back into their owner's status.
 
 Status changes do not trigger Kopf's create/update handlers, so the operator watches the
-children it manages (by label) and recomputes the owner's status from them.
+children it manages (by label) and recomputes the owner's status from them. A PyTorchJob that
+went away while its job was unfinished (preempted, or deleted by hand) is made again: the job's
+reconcile puts it back in the admission queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from lepton_operator.builders.meta import MANAGED_BY, OWNER_LABELS
+from lepton_operator.handlers.compression import reconcile_compression_body
 from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
 from lepton_operator.handlers.jobs import refresh_compression_status, refresh_training_status
+from lepton_operator.handlers.training import reconcile_training_body
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-TRAINING_LABEL = OWNER_LABELS["LeptonTrainingJob"]
-COMPRESSION_LABEL = OWNER_LABELS["LeptonCompression"]
+TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
+TRAINING_LABEL = OWNER_LABELS[TRAINING]
+COMPRESSION_LABEL = OWNER_LABELS[COMPRESSION]
 ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
+REFRESH: dict[str, Callable[[dict[str, Any]], None]] = {
+    TRAINING: refresh_training_status,
+    COMPRESSION: refresh_compression_status,
+}
+RECONCILE: dict[str, Callable[[dict[str, Any]], None]] = {
+    TRAINING: reconcile_training_body,
+    COMPRESSION: reconcile_compression_body,
+}
 
 
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=MANAGED)
-def pytorchjob_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+def pytorchjob_changed(
+    type: str | None, labels: kopf.Labels, namespace: str | None, **_: Any
+) -> None:
     if namespace is None:
         return
-    if TRAINING_LABEL in labels:
-        owner = fetch("LeptonTrainingJob", namespace, labels[TRAINING_LABEL])
-        if owner is not None:
-            refresh_training_status(owner)
-    elif COMPRESSION_LABEL in labels:
-        owner = fetch("LeptonCompression", namespace, labels[COMPRESSION_LABEL])
-        if owner is not None:
-            refresh_compression_status(owner)
+    for kind, label in ((TRAINING, TRAINING_LABEL), (COMPRESSION, COMPRESSION_LABEL)):
+        if label not in labels:
+            continue
+        owner = fetch(kind, namespace, labels[label])
+        if owner is None:
+            return
+        if type == "DELETED" and needs_its_pytorchjob(owner):
+            # Preempted, or deleted by hand: the job goes back to the admission queue (and a
+            # training job resumes from its newest checkpoint once admitted again).
+            RECONCILE[kind](owner)
+        else:
+            REFRESH[kind](owner)
+        return
+
+
+def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
+    """Unfinished and not being deleted: the job still has work for a PyTorchJob to do."""
+    phase = (owner.get("status") or {}).get("phase")
+    going = owner.get("metadata", {}).get("deletionTimestamp") is not None
+    return not going and phase not in ("Succeeded", "Failed")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, ENDPOINT_LABEL: kopf.PRESENT})

@@ -13,7 +13,7 @@ from lepton_operator.builders.jobs import (
     compression_job_name,
     render_compression_children,
 )
-from lepton_operator.handlers.admission import apply_when_admitted, queued_as
+from lepton_operator.handlers.admission import apply_when_admitted, job_ask, queued_as
 from lepton_operator.handlers.context import (
     fetch_source,
     instrumented,
@@ -70,8 +70,12 @@ def resolve_source(
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
 def reconcile_compression(body: kopf.Body, **_: Any) -> None:
     """Wait for the source, then apply the children and report their state."""
+    reconcile_compression_body(dict(body))
+
+
+def reconcile_compression_body(current: dict[str, Any]) -> None:
+    """The reconcile, also run when the PyTorchJob went away (preempted, deleted by hand)."""
     with instrumented("LeptonCompression"):
-        current = dict(body)
         compression = LeptonCompression.model_validate(current)
         spec, config = compression.spec, settings()
         source, blocker = resolve_source(compression)
@@ -86,9 +90,7 @@ def reconcile_compression(body: kopf.Body, **_: Any) -> None:
             metadata = compression.metadata
             applied = apply_when_admitted(
                 queued_as(metadata, "LeptonCompression"),
-                compression_job_name(compression),
-                spec.resources,
-                spec.scheduling,
+                job_ask(compression_job_name(compression), spec.resources, spec.scheduling),
                 render=lambda placement: render_compression_children(
                     compression, resolved, placement, config
                 ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -14,11 +15,14 @@ from lepton_operator.builders.endpoint import (
     ResolvedEndpointSource,
     absent_optional_kinds,
     grpc_address,
+    minimum_replicas,
     model_name,
     render_endpoint_children,
     service_url,
 )
+from lepton_operator.handlers.admission import Ask, apply_when_admitted, queued_as
 from lepton_operator.handlers.context import (
+    fetch,
     fetch_source,
     instrumented,
     missing_inputs,
@@ -29,7 +33,6 @@ from lepton_operator.handlers.context import (
 )
 from lepton_operator.observe import observe_deployment
 from lepton_operator.resolve import source_blocker, source_model_uri, source_reference
-from lepton_operator.scheduling.placement import requested_placement
 from lepton_operator.status import Blocker, derive_endpoint_core
 
 PLURAL = "leptonendpoints"
@@ -80,33 +83,57 @@ def refresh_endpoint_status(
         model_name=model_name(endpoint),
         model_version=MODEL_VERSION,
         model_uri=model_uri or (previous.model_uri if previous else None),
-        pool=previous.pool if previous else None,
+        pool=observation.pool or (previous.pool if previous else None),
+        queue_position=blocker.queue_position if blocker is not None else None,
     )
     publish_status(body, previous, status, core.phase)
+
+
+def endpoint_ask(endpoint: LeptonEndpoint) -> Ask:
+    """A GPU endpoint is admitted as a gang of its (minimum) replicas; replicas an autoscaler
+    adds later go to the same pool, placed by kube-scheduler."""
+    spec = endpoint.spec
+    return Ask(
+        "apps/v1", "Deployment", endpoint.metadata.name, minimum_replicas(endpoint),
+        spec.resources.gpus, spec.resources.gpu_type, spec.scheduling,
+    )  # fmt: skip
+
+
+def report_endpoint(namespace: str, name: str, model_uri: str) -> Callable[[Blocker | None], None]:
+    """How the admission queue publishes a queued endpoint's status."""
+
+    def report(blocker: Blocker | None) -> None:
+        body = fetch("LeptonEndpoint", namespace, name)
+        if body is not None:
+            refresh_endpoint_status(body, blocker, model_uri)
+
+    return report
 
 
 @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
 def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
-    """Wait for the source, then apply the serving stack and report its state."""
+    """Wait for the source and for GPUs, then apply the serving stack and report its state."""
     with instrumented("LeptonEndpoint"):
         current = dict(body)
         endpoint = LeptonEndpoint.model_validate(current)
-        spec, config, meta = endpoint.spec, settings(), endpoint.metadata
+        config, meta = settings(), endpoint.metadata
         source, blocker = resolve_source(endpoint)
         if source is not None:
             blocker = missing_inputs(meta.namespace, [source.model_uri], [source.secret_ref])
         if source is not None and blocker is None:
-            placement = requested_placement(
-                spec.scheduling.node_pool,
-                spec.resources.gpu_type,
-                spec.resources.gpus,
-                config.pool_label,
-                config.gpu_product_label,
+            resolved = source
+            applied = apply_when_admitted(
+                queued_as(meta, "LeptonEndpoint"),
+                endpoint_ask(endpoint),
+                render=lambda placement: render_endpoint_children(
+                    endpoint, resolved, placement, config
+                ),
+                report=report_endpoint(meta.namespace, meta.name, source.model_uri),
             )
-            for manifest in render_endpoint_children(endpoint, source, placement, config):
-                k8s.apply(manifest)
+            if not applied:
+                return  # queued: the admission queue applies the children and reports
             for kind in absent_optional_kinds(endpoint):
                 k8s.delete(OPTIONAL_API_VERSIONS[kind], kind, meta.namespace, meta.name)
         refresh_endpoint_status(current, blocker, source.model_uri if source else None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from lepton_operator import k8s
 from lepton_operator.api.compression import (
@@ -21,6 +23,7 @@ from lepton_operator.observe import (
     observe_pytorchjob,
     pytorchjob_finished,
 )
+from lepton_operator.scheduling.queue import QueuedGang
 from lepton_operator.status import (
     Blocker,
     JobCore,
@@ -28,6 +31,7 @@ from lepton_operator.status import (
     compression_results,
     derive_job_core,
     parse_summary,
+    preempted_conditions,
     training_results,
 )
 from lepton_runtime.contract import CompressSummary, TrainSummary
@@ -127,6 +131,51 @@ def refresh_compression_status(
         results=results,
     )
     publish_status(body, previous, status, core.phase)
+
+
+def mark_preempted(kind: str, namespace: str, name: str, by: QueuedGang) -> None:
+    """Say in the job's status (and an Event) that preemption evicts it, and what happens next."""
+    body = fetch(kind, namespace, name)
+    if body is None:
+        return
+    preemptor = by.job
+    why = (
+        f"preempted by {preemptor.kind} {preemptor.namespace}/{preemptor.name} (priority "
+        f"{by.priority}); queued again"
+    )
+    job: LeptonTrainingJob | LeptonCompression
+    if kind == "LeptonTrainingJob":
+        job = LeptonTrainingJob.model_validate(body)
+        spec = job.spec
+        checkpoints = StorageLayout(settings().pvc_mount_root).to_local_path(spec.output.uri)
+        if not spec.checkpoint.resume:
+            why += ", it starts over when admitted again (spec.checkpoint.resume is false)"
+        elif checkpoints is None:
+            why += ", it starts over when admitted again (checkpoints need a pvc:// output)"
+        else:
+            why += ", it resumes from its newest checkpoint when admitted again"
+    else:
+        job = LeptonCompression.model_validate(body)
+        why += ", it starts over when admitted again"
+    previous = job.status
+    if previous is None:
+        return
+    status = previous.model_copy(
+        update={
+            "conditions": preempted_conditions(
+                previous.conditions, job.metadata.generation, why, now()
+            ),
+            "gpus": 0,
+        }
+        if kind == "LeptonTrainingJob"
+        else {
+            "conditions": preempted_conditions(
+                previous.conditions, job.metadata.generation, why, now()
+            )
+        }
+    )
+    publish_status(body, previous, status, previous.phase)
+    kopf.event(cast(kopf.Body, body), type="Warning", reason="Preempted", message=why)
 
 
 def report_to(

@@ -9,7 +9,7 @@ import kopf
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.jobs import render_training_children, training_job_name
-from lepton_operator.handlers.admission import apply_when_admitted, queued_as
+from lepton_operator.handlers.admission import apply_when_admitted, job_ask, queued_as
 from lepton_operator.handlers.context import (
     instrumented,
     missing_inputs,
@@ -26,23 +26,25 @@ PLURAL = "leptontrainingjobs"
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec")
 def reconcile_training_job(body: kopf.Body, **_: Any) -> None:
     """Apply the children the spec asks for, then report their state."""
+    reconcile_training_body(dict(body))
+
+
+def reconcile_training_body(current: dict[str, Any]) -> None:
+    """The reconcile, also run when the PyTorchJob went away (preempted, deleted by hand)."""
     with instrumented("LeptonTrainingJob"):
-        current = dict(body)
         job = LeptonTrainingJob.model_validate(current)
-        spec, config = job.spec, settings()
+        spec, config, meta = job.spec, settings(), job.metadata
         blocker = missing_inputs(
-            job.metadata.namespace,
+            meta.namespace,
             [spec.dataset.uri, spec.output.uri],
             [spec.dataset.secret_ref, spec.output.secret_ref],
         )
         if blocker is None:
             applied = apply_when_admitted(
-                queued_as(job.metadata, "LeptonTrainingJob"),
-                training_job_name(job),
-                spec.resources,
-                spec.scheduling,
+                queued_as(meta, "LeptonTrainingJob"),
+                job_ask(training_job_name(job), spec.resources, spec.scheduling),
                 render=lambda placement: render_training_children(job, placement, config),
-                report=report_to("LeptonTrainingJob", job.metadata.namespace, job.metadata.name),
+                report=report_to("LeptonTrainingJob", meta.namespace, meta.name),
             )
             if not applied:
                 return  # queued: the admission queue applies the children and reports

@@ -38,6 +38,8 @@ class Reservation:
     workers: int
     gpus_per_worker: int
     gpu_product: str | None = None
+    namespace: str | None = None  # whose: the child (PyTorchJob, Deployment) it is for
+    job: str | None = None
 
 
 @dataclass(frozen=True)

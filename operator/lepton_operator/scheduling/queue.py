@@ -6,11 +6,15 @@ GPUs reserved before the next decision. A smaller job may start ahead of a large
 does not fit yet (backfill), but not forever: once the first job that does not fit has waited
 `starvation_seconds`, the pool it would run on is held for it, and jobs behind it start only
 elsewhere. The GPUs that free up there then add up for it until it fits.
+
+With preemption on, a gang that does not fit may evict whole jobs of lower priority
+(scheduling/preemption.py); that pool is then held for it, as for a starving job, until the
+evicted jobs' GPUs are free and it starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lepton_operator.scheduling.admission import (
@@ -23,6 +27,7 @@ from lepton_operator.scheduling.admission import (
     admit,
 )
 from lepton_operator.scheduling.inventory import GpuNode
+from lepton_operator.scheduling.preemption import Preemption, RunningGang, plan_preemption
 
 
 @dataclass(frozen=True, order=True)
@@ -64,35 +69,103 @@ def _idle(inventory: Sequence[GpuNode]) -> list[GpuNode]:
     ]
 
 
+@dataclass(frozen=True)
+class Preempting:
+    """The gang waits for the GPUs of the jobs it evicts; its pool is held for it meanwhile."""
+
+    preemption: Preemption
+    reason: str = "Preempting"
+
+    @property
+    def message(self) -> str:
+        victims = ", ".join(
+            f"{v.owner_kind} {v.namespace}/{v.owner_name}" for v in self.preemption.victims
+        )
+        return (
+            f"evicting lower-priority {victims} from pool {self.preemption.pool!r}; the job "
+            "starts once their GPUs are free"
+        )
+
+
+PassDecision = Decision | Preempting
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """A pool kept for one gang: gangs after it in admission order do not start there."""
+
+    owner: QueuedGang
+    why: str
+
+
+def _order_key(gang: QueuedGang) -> tuple[int, QueuedJob]:
+    return (-gang.priority, gang.job)
+
+
 def plan_pass(
     gangs: Iterable[QueuedGang],
     inventory: Sequence[GpuNode],
     reservations: Sequence[Reservation],
     now: float,
     starvation_seconds: float,
-) -> list[tuple[QueuedGang, Decision]]:
-    """Every queued gang with its decision, in admission order."""
+    *,
+    nominated: Mapping[QueuedJob, str] | None = None,
+    running: Sequence[RunningGang] | None = None,
+) -> list[tuple[QueuedGang, PassDecision]]:
+    """Every queued gang with its decision, in admission order.
+
+    `nominated`: gangs that evicted jobs earlier and wait for those GPUs, with their pool,
+    which is held for them. `running`: the jobs preemption may evict (None: preemption off);
+    at most one gang preempts per pass, and only one that nothing is nominated for yet.
+    """
+    ordered = admission_order(gangs)
+    nominated = nominated or {}
     held = list(reservations)
-    held_pools: dict[str, QueuedJob] = {}  # pool -> the starving job it is kept for
+    holds: dict[str, _Hold] = {
+        nominated[g.job]: _Hold(g, "which preempted jobs there")
+        for g in ordered
+        if g.job in nominated
+    }
+    starving_held = False
     # Within a pass nothing frees up: once a shape has failed, the same shape behind it fails
     # the same way until something is admitted (which only takes GPUs) or a pool is held.
     failed: dict[tuple[GangRequest, Policy], Waiting] = {}
-    decisions: list[tuple[QueuedGang, Decision]] = []
-    for gang in admission_order(gangs):
+    decisions: list[tuple[QueuedGang, PassDecision]] = []
+    for gang in ordered:
         shape = (gang.request, gang.policy)
-        decision: Decision = failed.get(shape) or _decide(gang, inventory, held, held_pools)
+        decision: Decision = failed.get(shape) or _decide(gang, inventory, held, holds)
+        outcome: PassDecision = decision
         if isinstance(decision, Admitted):
             held.append(reservation_for(gang, decision))
             failed.clear()
-        else:
-            failed[shape] = decision
-            starving = now - gang.queued_at >= starvation_seconds
-            if starving and decision.reason == "InsufficientGPUs" and not held_pools:
-                pool = admit(gang.request, _idle(inventory), (), gang.policy)
-                if isinstance(pool, Admitted):
-                    held_pools[pool.pool] = gang.job
-                    failed.clear()
-        decisions.append((gang, decision))
+            decisions.append((gang, decision))
+            continue
+        failed[shape] = decision
+        if decision.reason != "InsufficientGPUs" or gang.job in nominated:
+            decisions.append((gang, decision))
+            continue
+        plan = None
+        if running is not None:
+            plan = plan_preemption(
+                gang.request,
+                priority=gang.priority,
+                policy=gang.policy,
+                inventory=inventory,
+                reservations=held,
+                running=running,
+            )
+        if plan is not None:
+            outcome = Preempting(plan)
+            holds[plan.pool] = _Hold(gang, "which preempted jobs there")
+            running = None  # one preemption per pass: the next pass sees what it freed
+            failed.clear()
+        elif not starving_held and now - gang.queued_at >= starvation_seconds:
+            pool = admit(gang.request, _idle(inventory), (), gang.policy)
+            if isinstance(pool, Admitted) and pool.pool not in holds:
+                holds[pool.pool] = _Hold(gang, "which has waited longest")
+                starving_held = True
+                failed.clear()
+        decisions.append((gang, outcome))
     return decisions
 
 
@@ -100,26 +173,32 @@ def _decide(
     gang: QueuedGang,
     inventory: Sequence[GpuNode],
     held: Sequence[Reservation],
-    held_pools: dict[str, QueuedJob],
+    holds: Mapping[str, _Hold],
 ) -> Decision:
+    def blocked(pool: str) -> bool:
+        hold = holds.get(pool)
+        return hold is not None and _order_key(hold.owner) < _order_key(gang)
+
     decision = admit(gang.request, inventory, held, gang.policy)
-    if not isinstance(decision, Admitted) or decision.pool not in held_pools:
+    if not isinstance(decision, Admitted) or not blocked(decision.pool):
         return decision
     elsewhere = admit(
-        gang.request, [n for n in inventory if n.pool not in held_pools], held, gang.policy
+        gang.request, [n for n in inventory if not blocked(n.pool)], held, gang.policy
     )
     if isinstance(elsewhere, Admitted):
         return elsewhere
-    starving = held_pools[decision.pool]
+    hold = holds[decision.pool]
+    owner = hold.owner.job
     return Waiting(
         "InsufficientGPUs",
-        f"pool {decision.pool!r} is held for {starving.kind} {starving.namespace}/"
-        f"{starving.name}, which has waited longest; this job starts after it, or elsewhere "
-        "when another pool frees up",
+        f"pool {decision.pool!r} is held for {owner.kind} {owner.namespace}/{owner.name}, "
+        f"{hold.why}; this job starts after it, or elsewhere when another pool frees up",
     )
 
 
-def queue_positions(decisions: Sequence[tuple[QueuedGang, Decision]]) -> dict[QueuedJob, int]:
+def queue_positions(
+    decisions: Sequence[tuple[QueuedGang, PassDecision]],
+) -> dict[QueuedJob, int]:
     """1-based position of every gang still waiting after the pass, in admission order."""
     waiting = [gang.job for gang, decision in decisions if not isinstance(decision, Admitted)]
     return {job: index for index, job in enumerate(waiting, start=1)}

@@ -1,4 +1,5 @@
-"""Reservations from the cluster: what admitted Lepton jobs still hold before their pods bind.
+"""What admitted Lepton jobs hold, read from the cluster: reservations for their workers not
+bound yet, and (for preemption) the whole of what each running job holds.
 
 Rebuilt from the PyTorchJobs on every admission, never kept in memory, so a restarted
 operator sees exactly what the one before it admitted.
@@ -11,7 +12,9 @@ from typing import Any
 
 from pydantic import Field
 
+from lepton_operator.builders.meta import OWNER_LABELS, PRIORITY_ANNOTATION
 from lepton_operator.scheduling.admission import Reservation
+from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.views import MetaView, PodView, View
 
 # The training operator labels each pod with the name of its job.
@@ -99,14 +102,138 @@ def reservations_from(
                 workers=unbound,
                 gpus_per_worker=template.gpus(gpu_resource),
                 gpu_product=template.spec.node_selector.get(gpu_product_label),
+                namespace=job.metadata.namespace,
+                job=job.metadata.name,
             )
         )
     return sorted(reservations, key=lambda r: (r.pool, -r.gpus_per_worker, r.workers))
 
 
-def job_node_selector(pytorchjob: dict[str, Any]) -> dict[str, str]:
-    """The nodeSelector a PyTorchJob's pods were given (the master's; all replicas share it)."""
-    specs = _PyTorchJob.model_validate(pytorchjob).spec.pytorch_replica_specs
+class _DeploymentSpec(View):
+    replicas: int = 1
+    template: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Deployment(View):
+    metadata: MetaView = Field(default_factory=MetaView)
+    spec: _DeploymentSpec = Field(default_factory=_DeploymentSpec)
+
+
+ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
+
+
+def deployment_reservations(
+    deployments: Iterable[dict[str, Any]],
+    pods: Iterable[PodView],
+    pool_label: str,
+    gpu_product_label: str,
+    gpu_resource: str = "nvidia.com/gpu",
+) -> list[Reservation]:
+    """One reservation per admitted endpoint Deployment with replicas not bound to a node:
+    its desired replicas less those bound (Deployments make their pods at once, and make
+    them again when one goes, so a missing replica is one about to be created)."""
+    bound: dict[tuple[str, str], int] = {}
+    for pod in pods:
+        owner = pod.metadata.labels.get(ENDPOINT_LABEL)
+        if owner is not None and pod.bound_and_active:
+            key = (pod.metadata.namespace, owner)
+            bound[key] = bound.get(key, 0) + 1
+    reservations = []
+    for raw in deployments:
+        deployment = _Deployment.model_validate(raw)
+        meta = deployment.metadata
+        pool, owner = meta.labels.get(pool_label), meta.labels.get(ENDPOINT_LABEL)
+        if pool is None or owner is None or meta.deletion_timestamp is not None:
+            continue
+        template = PodView.model_validate(deployment.spec.template)
+        unbound = deployment.spec.replicas - bound.get((meta.namespace, owner), 0)
+        gpus = template.gpus(gpu_resource)
+        if unbound <= 0 or gpus <= 0:
+            continue
+        reservations.append(
+            Reservation(
+                pool=pool,
+                workers=unbound,
+                gpus_per_worker=gpus,
+                gpu_product=template.spec.node_selector.get(gpu_product_label),
+                namespace=meta.namespace,
+                job=meta.name,
+            )
+        )
+    return reservations
+
+
+def _priority(annotations: dict[str, str]) -> int:
+    try:
+        return int(annotations.get(PRIORITY_ANNOTATION, "0"))
+    except ValueError:
+        return 0
+
+
+def running_gangs(
+    pytorchjobs: Iterable[dict[str, Any]],
+    pods: Iterable[PodView],
+    reservations: Iterable[Reservation],
+    pool_label: str,
+    gpu_resource: str = "nvidia.com/gpu",
+) -> list[RunningGang]:
+    """Every admitted, unfinished Lepton job with what it holds: the GPUs of its bound pods
+    per node and its reservation (from `reservations_from`, matched by job)."""
+    held: dict[tuple[str, str], dict[str, int]] = {}
+    for pod in pods:
+        job_name = pod.metadata.labels.get(JOB_NAME_LABEL)
+        if job_name is None or not pod.bound_and_active:
+            continue
+        nodes = held.setdefault((pod.metadata.namespace, job_name), {})
+        node = pod.spec.node_name or ""
+        nodes[node] = nodes.get(node, 0) + pod.gpus(gpu_resource)
+    reserved = {(r.namespace, r.job): r for r in reservations if r.job is not None}
+    gangs = []
+    for raw in pytorchjobs:
+        job = _PyTorchJob.model_validate(raw)
+        meta = job.metadata
+        pool = meta.labels.get(pool_label)
+        owner = next(
+            (
+                (kind, meta.labels[label])
+                for kind, label in OWNER_LABELS.items()
+                if label in meta.labels
+            ),
+            None,
+        )
+        finished = {c.type for c in job.status.conditions if c.status == "True"}
+        if pool is None or owner is None or finished & FINISHED_CONDITIONS:
+            continue
+        if meta.deletion_timestamp is not None:
+            continue  # already going: evicting it again frees nothing more
+        key = (meta.namespace, meta.name)
+        nodes = held.get(key, {})
+        reservation = reserved.get(key)
+        if not nodes and reservation is None:
+            continue
+        gangs.append(
+            RunningGang(
+                namespace=meta.namespace,
+                child=meta.name,
+                owner_kind=owner[0],
+                owner_name=owner[1],
+                priority=_priority(meta.annotations),
+                created=meta.creation_timestamp,
+                pool=pool,
+                held=tuple(sorted(nodes.items())),
+                reserved=reservation,
+            )
+        )
+    return gangs
+
+
+def child_node_selector(child: dict[str, Any]) -> dict[str, str]:
+    """The nodeSelector a child's pods were given: a PyTorchJob's master's (all replicas
+    share it), or a Deployment's template's."""
+    if child.get("kind") == "Deployment":
+        template = _Deployment.model_validate(child).spec.template
+        return dict(PodView.model_validate(template).spec.node_selector)
+    specs = _PyTorchJob.model_validate(child).spec.pytorch_replica_specs
     replica = specs.get("Master") or next(iter(specs.values()), None)
     if replica is None:
         return {}

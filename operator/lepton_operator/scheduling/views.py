@@ -22,6 +22,7 @@ class MetaView(View):
     name: str = ""
     namespace: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     creation_timestamp: str = ""
     deletion_timestamp: str | None = None
 

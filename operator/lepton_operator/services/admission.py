@@ -4,14 +4,19 @@ Handlers only enqueue (`AdmissionQueue.submit`). The owner is a single thread: i
 every informer has listed once (after a restart the view, and the reservations derived from
 the PyTorchJobs that exist, are complete before the first decision), then runs a pass of
 `scheduling.queue.plan_pass` whenever the view changes (a pod finished or went, a node came,
-changed or left, a PyTorchJob appeared or went), when a job is enqueued, and on a slow safety
-resync. Within a pass each admission's GPUs are reserved before the next decision, and a job
-the owner admitted holds an "assumed" reservation until its PyTorchJob shows up in the view,
-so no two decisions ever count the same GPUs.
+changed or left, a PyTorchJob or an endpoint's Deployment appeared or went), when a job is
+enqueued, and on a slow safety resync. Within a pass each admission's GPUs are reserved before
+the next decision, and a job the owner admitted holds an "assumed" reservation until its child
+(PyTorchJob, Deployment) shows up in the view, so no two decisions ever count the same GPUs.
 
 An admitted job's children are applied by the owner (the function the handler enqueued); its
-status then follows from the PyTorchJob's events. A waiting job's status (Queued, the reason,
+status then follows from the child's events. A waiting job's status (Queued, the reason,
 its position) is published by the owner too, only when it changed.
+
+With preemption on (`admission_preemption`), a gang that fits only by evicting whole jobs of
+lower priority evicts them (the `evict` function the handlers provide: delete the PyTorchJob,
+say so in the job's status) and is nominated for that pool, which is held for it until the
+victims' GPUs are free and it starts.
 """
 
 from __future__ import annotations
@@ -30,20 +35,27 @@ from lepton_operator.metrics import (
     ADMISSIONS,
     DECISION_SECONDS,
     POOL_GPUS,
+    PREEMPTIONS,
     QUEUE_LENGTH,
     WAIT_SECONDS,
 )
 from lepton_operator.scheduling.admission import Admitted, Reservation
 from lepton_operator.scheduling.inventory import GpuNode, InventoryLabels, build_inventory
 from lepton_operator.scheduling.placement import Placement, pool_placement
+from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import (
+    Preempting,
     QueuedGang,
     QueuedJob,
     plan_pass,
     queue_positions,
     reservation_for,
 )
-from lepton_operator.scheduling.reservations import reservations_from
+from lepton_operator.scheduling.reservations import (
+    deployment_reservations,
+    reservations_from,
+    running_gangs,
+)
 from lepton_operator.services.cluster_view import ClusterView, Snapshot
 from lepton_operator.services.informer import Informer, WatchTarget
 from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
@@ -54,6 +66,10 @@ log = logging.getLogger(__name__)
 # lost, the assumed reservation lapses after this and the GPUs count as free again.
 ASSUMED_SECONDS = 120.0
 RETRY_SECONDS = 2.5  # first backoff after the API server refused a job's children
+# A gang that preempted waits this long for its victims' pods to go before it may preempt again.
+NOMINATION_SECONDS = 120.0
+ChildKey = tuple[str, str, str]  # (kind, namespace, name) of the child admission creates
+Evict = Callable[[RunningGang, QueuedGang], None]
 
 
 @dataclass
@@ -61,11 +77,12 @@ class QueueEntry:
     """A queued job: what it asks for and what to do once decided."""
 
     gang: QueuedGang
-    pytorchjob_name: str
+    child_name: str  # the PyTorchJob (or Deployment) admission creates
     start: Callable[[Placement], None]  # apply the children where admission placed them
     report: Callable[[Blocker], None]  # publish why it waits (Queued, reason, position)
     fallback: Placement  # where it goes when there is nothing to admit against
     gpu_type: str | None = None
+    child_kind: str = "PyTorchJob"
     reported: Blocker | None = field(default=None, compare=False)
     failures: int = 0  # applies the API server refused, in a row
     retry_at: float = 0.0  # not decided on again before this (the queue's clock)
@@ -89,9 +106,15 @@ class QueueEntry:
 class AdmissionQueue:
     """The single owner of GPU admission decisions in this operator process."""
 
-    def __init__(self, config: OperatorSettings, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        config: OperatorSettings,
+        clock: Callable[[], float] = time.monotonic,
+        evict: Evict | None = None,
+    ):
         self._config = config
         self._clock = clock
+        self._evict = evict if config.admission_preemption else None
         self._labels = InventoryLabels(
             pool_labels=(config.pool_label, *POOL_LABEL_FALLBACKS),
             gpu_product_label=config.gpu_product_label,
@@ -100,7 +123,8 @@ class AdmissionQueue:
         self.view = ClusterView(config.gpu_resource)
         self._informers = [self._informer(target) for target in self._targets()]
         self._entries: dict[QueuedJob, QueueEntry] = {}
-        self._assumed: dict[tuple[str, str], tuple[Reservation, float]] = {}
+        self._assumed: dict[ChildKey, tuple[Reservation, float]] = {}
+        self._nominated: dict[QueuedJob, tuple[str, float]] = {}  # job -> (pool, until)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -135,6 +159,7 @@ class AdmissionQueue:
         """The job was deleted, or no longer needs admission."""
         with self._lock:
             self._entries.pop(job, None)
+            self._nominated.pop(job, None)
 
     def queued(self) -> list[QueuedJob]:
         with self._lock:
@@ -145,11 +170,15 @@ class AdmissionQueue:
     def _targets(self) -> list[WatchTarget]:
         managed = f"app.kubernetes.io/managed-by={MANAGED_BY},{POOL_LABEL}"
         namespaces: list[str | None] = [*self._config.namespaces] or [None]
-        jobs = [
-            WatchTarget(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, managed)
+        children = [
+            WatchTarget(api_version, kind, namespace, managed)
             for namespace in namespaces
+            for api_version, kind in (
+                (PYTORCHJOB_API_VERSION, "PyTorchJob"),
+                ("apps/v1", "Deployment"),
+            )
         ]
-        return [WatchTarget("v1", "Node"), WatchTarget("v1", "Pod"), *jobs]
+        return [WatchTarget("v1", "Node"), WatchTarget("v1", "Pod"), *children]
 
     def _informer(self, target: WatchTarget) -> Informer:
         return Informer(
@@ -174,11 +203,11 @@ class AdmissionQueue:
         self._wake.set()  # capacity may have moved: the next pass looks again
 
     def _seen(self, kind: str, item: dict[str, Any]) -> None:
-        """A PyTorchJob in the view reserves for itself: its assumed reservation ends."""
-        if kind == "PyTorchJob" and self._assumed:
+        """A child in the view reserves for itself: its assumed reservation ends."""
+        if kind in ("PyTorchJob", "Deployment") and self._assumed:
             metadata = item.get("metadata", {})
             with self._lock:
-                self._assumed.pop((metadata.get("namespace"), metadata.get("name")), None)
+                self._assumed.pop((kind, metadata.get("namespace"), metadata.get("name")), None)
 
     def _run(self) -> None:
         for informer in self._informers:
@@ -210,23 +239,40 @@ class AdmissionQueue:
         snapshot = self.view.snapshot()
         inventory = build_inventory(snapshot.nodes, snapshot.pods, self._labels)
         config = self._config
-        # What the PyTorchJobs in the view hold; derived once per pass (it reads every pod).
-        derived = reservations_from(
+        # What the children in the view hold; derived once per pass (it reads every pod).
+        jobs = reservations_from(
             snapshot.pytorchjobs, snapshot.pods, POOL_LABEL, config.gpu_product_label,
             config.gpu_resource,
         )  # fmt: skip
+        endpoints = deployment_reservations(
+            snapshot.deployments, snapshot.pods, POOL_LABEL, config.gpu_product_label,
+            config.gpu_resource,
+        )  # fmt: skip
+        running = None
+        if self._evict is not None:
+            running = running_gangs(
+                snapshot.pytorchjobs, snapshot.pods, jobs, POOL_LABEL, config.gpu_resource
+            )
+        derived = [*jobs, *endpoints]
         try:
-            self._decide(snapshot, inventory, derived)
+            self._decide(snapshot, inventory, derived, running)
         finally:  # the gauges show the reservations this pass made, too
             _export_pool_metrics(inventory, [*derived, *self._assumed_reservations()])
-            with self._lock:
-                QUEUE_LENGTH.set(len(self._entries))
+            _export_queue_metrics(self.queued_gangs())
+
+    def queued_gangs(self) -> list[QueuedGang]:
+        with self._lock:
+            return [entry.gang for entry in self._entries.values()]
 
     def _decide(
-        self, snapshot: Snapshot, inventory: list[GpuNode], derived: list[Reservation]
+        self,
+        snapshot: Snapshot,
+        inventory: list[GpuNode],
+        derived: list[Reservation],
+        running: list[RunningGang] | None,
     ) -> None:
         reservations = [*derived, *self._assumed_reservations()]
-        entries = self._due(snapshot.pytorchjobs)
+        entries = self._due(snapshot)
         if not entries:
             return
         if self.refused is not None or not inventory:
@@ -241,6 +287,8 @@ class AdmissionQueue:
             reservations,
             self._clock(),
             self._config.admission_starvation_seconds,
+            nominated=self._nominations(),
+            running=running,
         )
         DECISION_SECONDS.observe(time.perf_counter() - started)
         by_job = {entry.gang.job: entry for entry in entries}
@@ -251,7 +299,7 @@ class AdmissionQueue:
                 log.info(
                     "admitted %s/%s to pool %s", gang.job.namespace, gang.job.name, decision.pool
                 )
-                ADMISSIONS.labels(outcome="Admitted").inc()
+                ADMISSIONS.labels(kind=gang.job.kind, outcome="Admitted").inc()
                 WAIT_SECONDS.labels(kind=gang.job.kind).observe(
                     max(self._clock() - gang.queued_at, 0.0)
                 )
@@ -268,6 +316,8 @@ class AdmissionQueue:
                     self._wake.set()
                     return
                 continue
+            if isinstance(decision, Preempting):
+                self._preempt(entry, decision)
             position = positions[gang.job]
             blocker = Blocker(
                 decision.reason,
@@ -277,26 +327,59 @@ class AdmissionQueue:
             )
             if blocker != entry.reported:
                 log.info("%s/%s waits: %s", gang.job.namespace, gang.job.name, blocker.message)
-                ADMISSIONS.labels(outcome=decision.reason).inc()
+                ADMISSIONS.labels(kind=gang.job.kind, outcome=decision.reason).inc()
                 entry.publish(blocker)
 
-    def _due(self, pytorchjobs: list[dict[str, Any]]) -> list[QueueEntry]:
+    def _preempt(self, entry: QueueEntry, decision: Preempting) -> None:
+        """Evict the victims (whole jobs) and nominate the gang for the pool they free."""
+        gang, preemption = entry.gang, decision.preemption
+        with self._lock:
+            self._nominated[gang.job] = (preemption.pool, self._clock() + NOMINATION_SECONDS)
+        for victim in preemption.victims:
+            log.info(
+                "%s/%s preempts %s %s/%s in pool %s", gang.job.namespace, gang.job.name,
+                victim.owner_kind, victim.namespace, victim.owner_name, preemption.pool,
+            )  # fmt: skip
+            assert self._evict is not None  # running gangs are only listed when it is set
+            try:
+                entry.context.run(self._evict, victim, gang)
+            except Exception:  # its PyTorchJob stays; the nomination lapses, a pass retries
+                log.exception("evicting %s/%s failed", victim.namespace, victim.child)
+                continue
+            PREEMPTIONS.labels(kind=victim.owner_kind).inc()
+
+    def _nominations(self) -> dict[QueuedJob, str]:
+        """Gangs that preempted and wait for the GPUs they freed (lapsed ones dropped)."""
+        now = self._clock()
+        with self._lock:
+            for job, (_, until) in list(self._nominated.items()):
+                if now > until or job not in self._entries:
+                    del self._nominated[job]
+            return {job: pool for job, (pool, _) in self._nominated.items()}
+
+    def _due(self, snapshot: Snapshot) -> list[QueueEntry]:
         """The entries to decide on now: not backing off, and not admitted already.
 
         A handler runs at least once and may enqueue a job again just after the owner admitted
-        it; its PyTorchJob (or the assumed reservation) says so, and it leaves the queue.
+        it; its child (or the assumed reservation) says so, and it leaves the queue.
         """
-        existing = {
-            (str(meta.get("namespace")), str(meta.get("name")))
-            for job in pytorchjobs
-            if isinstance(meta := job.get("metadata"), dict)
-        }
+        existing: set[ChildKey] = set()
+        for kind, children in (
+            ("PyTorchJob", snapshot.pytorchjobs),
+            ("Deployment", snapshot.deployments),
+        ):
+            existing |= {
+                (kind, str(meta.get("namespace")), str(meta.get("name")))
+                for child in children
+                if isinstance(meta := child.get("metadata"), dict)
+            }
         now = self._clock()
         with self._lock:
             existing |= set(self._assumed)
             for job, entry in list(self._entries.items()):
-                if (job.namespace, entry.pytorchjob_name) in existing:
+                if (entry.child_kind, job.namespace, entry.child_name) in existing:
                     del self._entries[job]
+                    self._nominated.pop(job, None)
             return [e for e in self._entries.values() if e.retry_at <= now]
 
     def _assumed_reservations(self) -> list[Reservation]:
@@ -311,7 +394,7 @@ class AdmissionQueue:
     def _start(self, entry: QueueEntry, placement: Placement, held: Reservation | None) -> bool:
         """Apply the entry's children; False (and a backoff) when the API server refused."""
         job = entry.gang.job
-        key = (job.namespace, entry.pytorchjob_name)
+        key = (entry.child_kind, job.namespace, entry.child_name)
         if held is not None:
             # Before the apply: the PyTorchJob's own watch event may arrive before it returns.
             with self._lock:
@@ -329,7 +412,19 @@ class AdmissionQueue:
         with self._lock:
             if self._entries.get(job) is entry:
                 del self._entries[job]
+            self._nominated.pop(job, None)
         return True
+
+
+def _export_queue_metrics(gangs: list[QueuedGang]) -> None:
+    """Waiting jobs per pool asked for ("auto" when the policy chooses)."""
+    counts: dict[str, int] = {}
+    for gang in gangs:
+        pool = gang.request.pool or "auto"
+        counts[pool] = counts.get(pool, 0) + 1
+    QUEUE_LENGTH.clear()
+    for pool, waiting in counts.items():
+        QUEUE_LENGTH.labels(pool=pool).set(waiting)
 
 
 def _export_pool_metrics(inventory: list[GpuNode], reservations: list[Reservation]) -> None:

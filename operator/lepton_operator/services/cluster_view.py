@@ -1,4 +1,5 @@
-"""The admission queue's view of the cluster: GPU nodes, GPU pods and Lepton's PyTorchJobs.
+"""The admission queue's view of the cluster: GPU nodes, GPU pods and the children Lepton
+admitted (PyTorchJobs, endpoints' Deployments).
 
 Kept current by informers (list, then watch), never by listing on a reconcile. The admission
 queue is told of every change (`AdmissionQueue.observed`) and runs its next pass, which is how a
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_operator.scheduling.views import PodView
@@ -29,6 +30,7 @@ class Snapshot:
     nodes: list[dict[str, Any]]
     pods: list[PodView]
     pytorchjobs: list[dict[str, Any]]
+    deployments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +40,20 @@ def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
         "spec": item.get("spec") or {},
         "status": {"allocatable": (item.get("status") or {}).get("allocatable") or {}},
+    }
+
+
+def _trimmed_deployment(item: dict[str, Any]) -> dict[str, Any]:
+    """What reservations read of a Deployment: its labels, replicas and pod template."""
+    metadata = item.get("metadata", {})
+    spec = item.get("spec") or {}
+    return {
+        "metadata": {
+            key: metadata.get(key)
+            for key in ("name", "namespace", "labels", "annotations", "deletionTimestamp")
+            if metadata.get(key) is not None
+        },
+        "spec": {key: spec[key] for key in ("replicas", "template") if key in spec},
     }
 
 
@@ -82,6 +98,7 @@ class ClusterView:
             "Node": _Store(_trimmed_node),
             "Pod": _Store(gpu_pod),
             "PyTorchJob": _Store(lambda item: item),
+            "Deployment": _Store(_trimmed_deployment),
         }
 
     def replace(
@@ -100,4 +117,5 @@ class ClusterView:
                 nodes=list(self._stores["Node"].items.values()),
                 pods=list(self._stores["Pod"].items.values()),
                 pytorchjobs=list(self._stores["PyTorchJob"].items.values()),
+                deployments=list(self._stores["Deployment"].items.values()),
             )
