@@ -80,6 +80,11 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def crds(kubeconfig_path: Path) -> None:
+    install_crds()
+
+
+def install_crds() -> None:
+    """Apply Lepton's CRDs and wait until kubectl can get and explain the kinds."""
     kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
     for plural in PLURALS.values():
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")

@@ -3,6 +3,7 @@ time, reservations held across passes until the PyTorchJob shows up, concurrent 
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from typing import Any
@@ -15,7 +16,8 @@ from lepton_operator.scheduling.admission import GangRequest
 from lepton_operator.scheduling.placement import Placement
 from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
-from lepton_operator.services.admission import AdmissionQueue, QueueEntry
+from lepton_operator.services.admission import AdmissionQueue, QueueEntry, refusal_message
+from lepton_operator.services.cluster_view import ClusterView
 from lepton_operator.settings import OperatorSettings
 from lepton_operator.status import Blocker
 from tests.test_scheduling import A100, POOL_KEY, node_manifest
@@ -66,6 +68,12 @@ def pytorchjob(name: str, finished: bool = False) -> dict[str, Any]:
     }
 
 
+def run_pass(queue: AdmissionQueue) -> None:
+    """One pass, and the statuses it offered published (the publisher's thread is not run)."""
+    queue._pass()
+    queue.statuses.flush()
+
+
 @pytest.fixture
 def queue() -> AdmissionQueue:
     # Informers are not started: the test plays the watch, telling the queue what it saw.
@@ -86,7 +94,7 @@ def test_three_pool_filling_gangs_submitted_at_once_admit_exactly_one(
         thread.start()
     for thread in threads:
         thread.join()
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["g0"]
     assert recorder.started["g0"].pool == "a100"
     assert recorder.started["g0"].node_selector[POOL_KEY] == "a100"
@@ -100,15 +108,15 @@ def test_an_admitted_gang_holds_its_gpus_until_its_pytorchjob_is_seen_and_after(
 ) -> None:
     recorder = Recorder()
     queue.submit(recorder.entry("g0", 4, 8))
-    queue._pass()
+    run_pass(queue)
     queue.submit(recorder.entry("g1", 4, 8, second=1))
-    queue._pass()  # g0's PyTorchJob is not in the view yet: its assumed reservation holds
+    run_pass(queue)  # g0's PyTorchJob is not in the view yet: its assumed reservation holds
     assert list(recorder.started) == ["g0"]
     queue.observed("PyTorchJob", "ADDED", pytorchjob("g0"))
-    queue._pass()  # now the PyTorchJob itself reserves the 4 unbound workers
+    run_pass(queue)  # now the PyTorchJob itself reserves the 4 unbound workers
     assert list(recorder.started) == ["g0"]
     queue.observed("PyTorchJob", "MODIFIED", pytorchjob("g0", finished=True))
-    queue._pass()  # finished: its GPUs are free again, and the next in line starts
+    run_pass(queue)  # finished: its GPUs are free again, and the next in line starts
     assert list(recorder.started) == ["g0", "g1"]
 
 
@@ -117,7 +125,7 @@ def test_a_status_is_reported_only_when_it_changes(queue: AdmissionQueue) -> Non
     queue.submit(recorder.entry("g0", 4, 8))
     queue.submit(recorder.entry("g1", 4, 8, second=1))
     for _ in range(3):
-        queue._pass()
+        run_pass(queue)
     assert len(recorder.reported["g1"]) == 1
 
 
@@ -127,7 +135,7 @@ def test_a_resubmitted_job_keeps_its_place(queue: AdmissionQueue) -> None:
     for name, second in (("old", 0), ("new", 5)):
         queue.submit(recorder.entry(name, 2, 8, second=second))
     queue.submit(recorder.entry("old", 2, 8, second=0))  # a retry of the same job
-    queue._pass()
+    run_pass(queue)
     assert [job.name for job in queue.queued()] == ["old", "new"]
 
 
@@ -136,7 +144,7 @@ def test_without_read_access_jobs_go_to_kube_scheduler(queue: AdmissionQueue) ->
     queue.refused = "list Node: Forbidden"
     queue.submit(recorder.entry("g0", 4, 8))
     queue.submit(recorder.entry("g1", 4, 8))
-    queue._pass()
+    run_pass(queue)
     assert recorder.started == {"g0": CPU_ONLY, "g1": CPU_ONLY}
 
 
@@ -145,12 +153,12 @@ def test_a_pytorchjob_seen_and_gone_between_passes_leaves_no_reservation(
 ) -> None:
     recorder = Recorder()
     queue.submit(recorder.entry("g0", 4, 8))
-    queue._pass()
+    run_pass(queue)
     # Its PyTorchJob appears and is deleted while nothing is queued (no pass runs).
     queue.observed("PyTorchJob", "ADDED", pytorchjob("g0"))
     queue.observed("PyTorchJob", "DELETED", pytorchjob("g0"))
     queue.submit(recorder.entry("g1", 4, 8, second=1))
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["g0", "g1"]
 
 
@@ -159,9 +167,9 @@ def test_a_job_enqueued_again_after_it_was_admitted_leaves_the_queue(
 ) -> None:
     recorder = Recorder()
     queue.submit(recorder.entry("g0", 4, 8))
-    queue._pass()
+    run_pass(queue)
     queue.submit(recorder.entry("g0", 4, 8))  # its handler ran again (at least once)
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["g0"]
     assert queue.queued() == []
     assert "g0" not in recorder.reported  # never told it waits: it runs
@@ -179,10 +187,10 @@ def test_children_the_api_server_refuses_back_off_and_free_the_pass(
     refused.start = refuse
     queue.submit(refused)
     queue.submit(recorder.entry("next", 4, 8, second=1))
-    queue._pass()  # "refused" is admitted, its apply fails: the pass stops there
+    run_pass(queue)  # "refused" is admitted, its apply fails: the pass stops there
     assert recorder.started == {}
     assert [b.reason for b in recorder.reported["refused"]] == ["ChildrenRejected"]
-    queue._pass()  # decided again without it: the next job gets the GPUs
+    run_pass(queue)  # decided again without it: the next job gets the GPUs
     assert list(recorder.started) == ["next"]
     assert [job.name for job in queue.queued()] == ["refused"]
 
@@ -193,7 +201,7 @@ def test_pool_gauges_show_what_is_reserved_and_what_is_fragmented(queue: Admissi
     queue.observed("Pod", "ADDED", busy)
     queue.submit(recorder.entry("g0", 2, 8))
     queue.submit(recorder.entry("g1", 4, 8, second=1))  # does not fit beside g0: waits
-    queue._pass()
+    run_pass(queue)
 
     def gauge(state: str) -> float | None:
         labels = {"pool": "a100", "gpu_product": A100, "state": state}
@@ -260,17 +268,17 @@ def test_a_higher_priority_gang_evicts_a_whole_job_once_and_starts_when_it_is_go
     high = recorder.entry("high", 4, 8, second=5)
     high.gang = replace(high.gang, priority=1000)
     queue.submit(high)
-    queue._pass()
+    run_pass(queue)
     assert evicted == [("low", "high")]
     assert recorder.reported["high"][-1].reason == "Preempting"
-    queue._pass()  # the victim's pods are still there: no second eviction
+    run_pass(queue)  # the victim's pods are still there: no second eviction
     assert evicted == [("low", "high")]
     assert recorder.started == {}
     job, pods = running_job("low", priority=0)
     queue.observed("PyTorchJob", "DELETED", job)
     for pod in pods:
         queue.observed("Pod", "DELETED", pod)
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["high"]
 
 
@@ -280,7 +288,7 @@ def test_without_the_setting_nothing_is_preempted() -> None:
     high = recorder.entry("high", 4, 8, second=5)
     high.gang = replace(high.gang, priority=1000)
     queue.submit(high)
-    queue._pass()
+    run_pass(queue)
     assert evicted == []
     assert recorder.reported["high"][-1].reason == "InsufficientGPUs"
 
@@ -308,13 +316,89 @@ def test_an_endpoint_is_admitted_as_a_gang_and_its_deployment_holds_the_gpus(
     serve.child_kind = "Deployment"
     queue.observed_list("Deployment", [])
     queue.submit(serve)
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["serve"]
     queue.observed("Deployment", "ADDED", deployment("serve", replicas=3))
     queue.submit(recorder.entry("train", 2, 8, second=1))
-    queue._pass()  # 3 unbound replicas of 8 GPUs reserved: one node left, 2 x 8 waits
+    run_pass(queue)  # 3 unbound replicas of 8 GPUs reserved: one node left, 2 x 8 waits
     assert list(recorder.started) == ["serve"]
     assert recorder.reported["train"][-1].reason == "InsufficientGPUs"
     queue.observed("Deployment", "DELETED", deployment("serve", replicas=3))
-    queue._pass()
+    run_pass(queue)
     assert list(recorder.started) == ["serve", "train"]
+
+
+def test_changes_admission_does_not_read_wake_no_pass() -> None:
+    view = ClusterView("nvidia.com/gpu")
+    node = a100_nodes(count=1)[0]
+    view.replace("Node", [node])
+    heartbeat = {**node, "status": {**node["status"], "conditions": [{"type": "Ready"}]}}
+    assert view.apply("Node", "MODIFIED", heartbeat) is False
+    cordoned = {**node, "spec": {"unschedulable": True}}
+    assert view.apply("Node", "MODIFIED", cordoned) is True
+
+    job = pytorchjob("g0")
+    view.replace("PyTorchJob", [job])
+    running = {"type": "Running", "status": "True", "lastUpdateTime": "2026-12-01T10:00:00Z"}
+    started = {**job, "status": {"conditions": [running]}}
+    assert view.apply("PyTorchJob", "MODIFIED", started) is True
+    later = {**running, "lastUpdateTime": "2026-12-01T10:05:00Z"}
+    touched = {**job, "metadata": {**job["metadata"], "resourceVersion": "9"}}
+    assert (
+        view.apply("PyTorchJob", "MODIFIED", {**touched, "status": {"conditions": [later]}})
+        is False
+    )
+    assert view.apply("PyTorchJob", "DELETED", job) is True
+
+
+def test_a_position_that_alone_moved_is_published_at_most_every_refresh_interval() -> None:
+    now = [100.0]
+    config = OperatorSettings(admission_position_refresh_seconds=30)
+    queue = AdmissionQueue(config, clock=lambda: now[0])
+    queue.observed_list("Node", a100_nodes(count=1))
+    queue.observed_list("Pod", [])
+    queue.observed_list("PyTorchJob", [])
+    recorder = Recorder()
+    queue.submit(recorder.entry("running", 1, 8))
+    for index in range(3):
+        queue.submit(recorder.entry(f"w{index}", 1, 8, second=index + 1))
+    run_pass(queue)  # "running" takes the node; w0, w1, w2 wait at 1, 2, 3
+    assert [recorder.reported[f"w{i}"][-1].queue_position for i in range(3)] == [1, 2, 3]
+    queue.forget(QueuedJob("2026-12-01T10:00:01Z", "team", "w0", "LeptonTrainingJob"))
+    now[0] += 5
+    run_pass(queue)  # w1 and w2 moved up; too soon to say so
+    assert [recorder.reported[f"w{i}"][-1].queue_position for i in (1, 2)] == [2, 3]
+    assert queue.statuses.pending() == 2
+    now[0] += 30
+    queue.statuses.flush()
+    assert [recorder.reported[f"w{i}"][-1].queue_position for i in (1, 2)] == [1, 2]
+
+
+def test_the_owner_and_the_publisher_may_use_a_job_s_context_at_once() -> None:
+    recorder = Recorder()
+    entry = recorder.entry("g0", 1, 8)
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def hold(_: Placement) -> None:  # the owner applying children, in the job's context
+        inside.set()
+        leave.wait(5)
+
+    owner = threading.Thread(target=entry.run, args=(hold, CPU_ONLY))
+    owner.start()
+    inside.wait(5)
+    blocker = Blocker("InsufficientGPUs", "waits")
+    entry.publish(blocker, (blocker.reason, blocker.message), 100.0)  # meanwhile, elsewhere
+    leave.set()
+    owner.join()
+    assert recorder.reported["g0"] == [blocker]
+
+
+def test_a_refusal_reads_as_the_api_server_s_message() -> None:
+    class RefusedError(Exception):
+        body = json.dumps({"message": 'configmaps "x" is forbidden: namespace is terminating'})
+
+    assert refusal_message(RefusedError("(403) headers and all")) == (
+        'configmaps "x" is forbidden: namespace is terminating'
+    )
+    assert len(refusal_message(RuntimeError("x" * 2000))) == 400

@@ -131,12 +131,12 @@ def test_a_nominated_gang_preempts_no_more_and_starts_once_its_gpus_are_free() -
     # The victims' pods are still terminating: no second preemption, the pool stays held.
     still = plan_pass(
         [high], occupied(gangs), [], now=10, starvation_seconds=STARVATION,
-        nominated={high.job: "a100"}, running=[replace(gangs[0], child="other")],
+        nominated={high: "a100"}, running=[replace(gangs[0], child="other")],
     )  # fmt: skip
     assert isinstance(still[0][1], Waiting)
     gone = plan_pass(
         [high], occupied([]), [], now=12, starvation_seconds=STARVATION,
-        nominated={high.job: "a100"}, running=[],
+        nominated={high: "a100"}, running=[],
     )  # fmt: skip
     assert admitted(gone) == {"high": "a100"}
 
@@ -222,3 +222,15 @@ def test_preemption_evicts_only_lower_priorities_only_to_fit_and_none_in_vain(
     for spared in found.victims:  # each victim was needed
         rest = [v for v in found.victims if v is not spared]
         assert not fits_after(request, nodes, rest)
+
+
+def test_a_nominated_gang_keeps_its_pool_while_it_backs_off() -> None:
+    # "high" preempted, then the API server refused its children: it is not decided on this
+    # pass, but the GPUs it freed stay held against lower priorities.
+    high = gang("high", 4, 8, second=5, priority=100)
+    low = gang("low", 4, 8, second=1)
+    decisions = plan_pass(
+        [low], occupied([]), [], now=10, starvation_seconds=STARVATION, nominated={high: "a100"}
+    )
+    assert admitted(decisions) == {}
+    assert "held for LeptonTrainingJob team/high" in decisions[0][1].message  # type: ignore[union-attr]

@@ -56,6 +56,10 @@ class OperatorSettings(BaseSettings):
     admission_resync_seconds: float = Field(default=300.0, gt=0)
     """The admission queue's safety resync: list nodes, pods and PyTorchJobs again this often
     (its watches keep the view current in between)."""
+    admission_position_refresh_seconds: float = Field(default=30.0, ge=0)
+    """A queued job's status.queuePosition is refreshed at most this often when only its
+    position moved (a new reason is published at once): with a thousand jobs queued, every
+    admission moves them all."""
     admission_preemption: bool = False
     """Let a gang that fits only by evicting jobs of lower priority evict them (whole jobs,
     lowest priority and youngest first; evicted training jobs are queued again and resume from

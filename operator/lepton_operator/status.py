@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from lepton_operator.api.base import Condition, ConditionStatus, EndpointPhase, JobPhase
+from lepton_operator.api.base import TEXT_MAX, Condition, ConditionStatus, EndpointPhase, JobPhase
 from lepton_operator.api.compression import CompressionResults, CompressionTrial
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.runtime_config import StorageLayout
@@ -28,6 +28,11 @@ _PYTORCHJOB_PRECEDENCE: tuple[tuple[str, JobPhase], ...] = (
     ("Running", "Running"),
     ("Created", "Pending"),
 )
+
+
+def clipped(message: str, limit: int = TEXT_MAX) -> str:
+    """A message short enough for status.message (conditions keep the whole of it)."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from lepton_operator.handlers.context import (
 )
 from lepton_operator.observe import observe_deployment
 from lepton_operator.resolve import source_blocker, source_model_uri, source_reference
-from lepton_operator.status import Blocker, derive_endpoint_core
+from lepton_operator.status import Blocker, clipped, derive_endpoint_core
 
 PLURAL = "leptonendpoints"
 OPTIONAL_API_VERSIONS = {
@@ -75,7 +75,7 @@ def refresh_endpoint_status(
         phase=core.phase,
         conditions=core.conditions,
         observed_generation=meta.generation,
-        message=core.message,
+        message=clipped(core.message),
         url=service_url(endpoint, domain) if serving else None,
         grpc_address=grpc_address(endpoint, domain) if serving else None,
         replicas=observation.desired_replicas if serving else None,

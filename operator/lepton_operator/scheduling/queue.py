@@ -109,22 +109,21 @@ def plan_pass(
     now: float,
     starvation_seconds: float,
     *,
-    nominated: Mapping[QueuedJob, str] | None = None,
+    nominated: Mapping[QueuedGang, str] | None = None,
     running: Sequence[RunningGang] | None = None,
 ) -> list[tuple[QueuedGang, PassDecision]]:
     """Every queued gang with its decision, in admission order.
 
     `nominated`: gangs that evicted jobs earlier and wait for those GPUs, with their pool,
-    which is held for them. `running`: the jobs preemption may evict (None: preemption off);
-    at most one gang preempts per pass, and only one that nothing is nominated for yet.
+    which is held for them (also while they are not decided on: backing off after a refusal).
+    `running`: the jobs preemption may evict (None: preemption off); at most one gang preempts
+    per pass, and only one that nothing is nominated for yet.
     """
     ordered = admission_order(gangs)
-    nominated = nominated or {}
+    nominated_jobs = {gang.job for gang in nominated or {}}
     held = list(reservations)
     holds: dict[str, _Hold] = {
-        nominated[g.job]: _Hold(g, "which preempted jobs there")
-        for g in ordered
-        if g.job in nominated
+        pool: _Hold(gang, "which preempted jobs there") for gang, pool in (nominated or {}).items()
     }
     starving_held = False
     # Within a pass nothing frees up: once a shape has failed, the same shape behind it fails
@@ -141,7 +140,7 @@ def plan_pass(
             decisions.append((gang, decision))
             continue
         failed[shape] = decision
-        if decision.reason != "InsufficientGPUs" or gang.job in nominated:
+        if decision.reason != "InsufficientGPUs" or gang.job in nominated_jobs:
             decisions.append((gang, decision))
             continue
         plan = None

@@ -11,7 +11,8 @@ the next decision, and a job the owner admitted holds an "assumed" reservation u
 
 An admitted job's children are applied by the owner (the function the handler enqueued); its
 status then follows from the child's events. A waiting job's status (Queued, the reason,
-its position) is published by the owner too, only when it changed.
+its position) is published off the owner's thread (services/status_publisher.py), only when
+it changed, and a position that alone moved at most every `admission_position_refresh_seconds`.
 
 With preemption on (`admission_preemption`), a gang that fits only by evicting whole jobs of
 lower priority evicts them (the `evict` function the handlers provide: delete the PyTorchJob,
@@ -22,6 +23,7 @@ victims' GPUs are free and it starts.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import threading
 import time
@@ -58,8 +60,9 @@ from lepton_operator.scheduling.reservations import (
 )
 from lepton_operator.services.cluster_view import ClusterView, Snapshot
 from lepton_operator.services.informer import Informer, WatchTarget
+from lepton_operator.services.status_publisher import StatusKey, StatusPublisher
 from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
-from lepton_operator.status import Blocker
+from lepton_operator.status import Blocker, clipped
 
 log = logging.getLogger(__name__)
 # An admitted job's PyTorchJob normally reaches the view within a second; if its apply got
@@ -84,23 +87,35 @@ class QueueEntry:
     gpu_type: str | None = None
     child_kind: str = "PyTorchJob"
     reported: Blocker | None = field(default=None, compare=False)
+    reported_key: StatusKey | None = None  # the reported status apart from its position
+    published_at: float = 0.0  # when it was reported (the queue's clock)
+    offered_key: StatusKey | None = None  # the newest one handed to the publisher
     failures: int = 0  # applies the API server refused, in a row
     retry_at: float = 0.0  # not decided on again before this (the queue's clock)
     # The submitting handler's context: Kopf keeps what `kopf.event` needs (its settings, its
     # event queue) in context variables, and the owner posts Events when it reports.
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
-    def publish(self, blocker: Blocker) -> None:
-        """Report the blocker unless it is what was reported last; never raise into the pass."""
+    @property
+    def job(self) -> QueuedJob:
+        return self.gang.job
+
+    def run(self, function: Callable[..., None], *args: Any) -> None:
+        """Call `function` in (a copy of) the submitting handler's context: the owner and the
+        status publisher may both use it at once, and one Context cannot be entered twice."""
+        self.context.copy().run(function, *args)
+
+    def publish(self, blocker: Blocker, key: StatusKey, now: float) -> None:
+        """Report the blocker unless it is what was reported last; never raise."""
         if blocker == self.reported:
             return
         try:
-            self.context.run(self.report, blocker)
+            self.run(self.report, blocker)
         except Exception:
             job = self.gang.job
             log.exception("status of %s/%s not published; retried", job.namespace, job.name)
             return
-        self.reported = blocker
+        self.reported, self.reported_key, self.published_at = blocker, key, now
 
 
 class AdmissionQueue:
@@ -129,6 +144,7 @@ class AdmissionQueue:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
+        self.statuses = StatusPublisher(clock, config.admission_position_refresh_seconds)
         self.refused: str | None = None  # why there is no view (RBAC), if there is none
 
     # ------------------------------------------------------------------ what handlers call
@@ -136,11 +152,13 @@ class AdmissionQueue:
     def start(self) -> None:
         for informer in self._informers:
             informer.start()
+        self.statuses.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self.statuses.stop()
         for informer in self._informers:
             informer.stop()
 
@@ -150,7 +168,8 @@ class AdmissionQueue:
             previous = self._entries.get(entry.gang.job)
             if previous is not None:  # same job again (a retry, a spec change): keep its wait
                 entry.gang = replace(entry.gang, queued_at=previous.gang.queued_at)
-                entry.reported = previous.reported
+                entry.reported, entry.reported_key = previous.reported, previous.reported_key
+                entry.published_at, entry.offered_key = previous.published_at, previous.offered_key
                 entry.failures, entry.retry_at = previous.failures, previous.retry_at
             self._entries[entry.gang.job] = entry
         self._wake.set()
@@ -160,6 +179,7 @@ class AdmissionQueue:
         with self._lock:
             self._entries.pop(job, None)
             self._nominated.pop(job, None)
+        self.statuses.discard(job)
 
     def queued(self) -> list[QueuedJob]:
         with self._lock:
@@ -198,9 +218,10 @@ class AdmissionQueue:
 
     def observed(self, kind: str, event: str, item: dict[str, Any]) -> None:
         """An informer saw one change."""
-        self.view.apply(kind, event, item)
+        changed = self.view.apply(kind, event, item)
         self._seen(kind, item)
-        self._wake.set()  # capacity may have moved: the next pass looks again
+        if changed:  # capacity may have moved: the next pass looks again
+            self._wake.set()
 
     def _seen(self, kind: str, item: dict[str, Any]) -> None:
         """A child in the view reserves for itself: its assumed reservation ends."""
@@ -325,10 +346,15 @@ class AdmissionQueue:
                 phase="Queued",
                 queue_position=position,
             )
-            if blocker != entry.reported:
+            key = (decision.reason, decision.message)
+            if key != entry.offered_key:  # a new reason, not only a new position
                 log.info("%s/%s waits: %s", gang.job.namespace, gang.job.name, blocker.message)
                 ADMISSIONS.labels(kind=gang.job.kind, outcome=decision.reason).inc()
-                entry.publish(blocker)
+                entry.offered_key = key
+            if blocker != entry.reported:
+                self.statuses.offer(entry, blocker, key)
+            else:  # back where it was reported: a pending newer position is no news
+                self.statuses.discard(gang.job)
 
     def _preempt(self, entry: QueueEntry, decision: Preempting) -> None:
         """Evict the victims (whole jobs) and nominate the gang for the pool they free."""
@@ -342,20 +368,20 @@ class AdmissionQueue:
             )  # fmt: skip
             assert self._evict is not None  # running gangs are only listed when it is set
             try:
-                entry.context.run(self._evict, victim, gang)
+                entry.run(self._evict, victim, gang)
             except Exception:  # its PyTorchJob stays; the nomination lapses, a pass retries
                 log.exception("evicting %s/%s failed", victim.namespace, victim.child)
                 continue
             PREEMPTIONS.labels(kind=victim.owner_kind).inc()
 
-    def _nominations(self) -> dict[QueuedJob, str]:
+    def _nominations(self) -> dict[QueuedGang, str]:
         """Gangs that preempted and wait for the GPUs they freed (lapsed ones dropped)."""
         now = self._clock()
         with self._lock:
             for job, (_, until) in list(self._nominated.items()):
                 if now > until or job not in self._entries:
                     del self._nominated[job]
-            return {job: pool for job, (pool, _) in self._nominated.items()}
+            return {self._entries[job].gang: pool for job, (pool, _) in self._nominated.items()}
 
     def _due(self, snapshot: Snapshot) -> list[QueueEntry]:
         """The entries to decide on now: not backing off, and not admitted already.
@@ -400,20 +426,40 @@ class AdmissionQueue:
             with self._lock:
                 self._assumed[key] = (held, self._clock() + ASSUMED_SECONDS)
         try:
-            entry.context.run(entry.start, placement)
+            entry.run(entry.start, placement)
         except Exception as error:  # reported in the job's status, retried on the next pass
             log.warning("children of %s/%s failed: %s", job.namespace, job.name, error)
             with self._lock:
                 self._assumed.pop(key, None)
                 entry.failures += 1
                 entry.retry_at = self._clock() + min(RETRY_SECONDS * 2**entry.failures, 300.0)
-            entry.publish(Blocker("ChildrenRejected", f"creating the children failed: {error}"))
+            rejected = Blocker(
+                "ChildrenRejected", f"creating the children failed: {refusal_message(error)}"
+            )
+            entry.offered_key = (rejected.reason, rejected.message)
+            self.statuses.offer(entry, rejected, entry.offered_key)
             return False
         with self._lock:
             if self._entries.get(job) is entry:
                 del self._entries[job]
             self._nominated.pop(job, None)
+        self.statuses.discard(job)
         return True
+
+
+def refusal_message(error: Exception, limit: int = 400) -> str:
+    """The API server's own message for a refused request (not its headers and body), short
+    enough for a status message."""
+    body = getattr(error, "body", None)
+    message = str(error)
+    if isinstance(body, (str, bytes)):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    return clipped(message, limit)
 
 
 def _export_queue_metrics(gangs: list[QueuedGang]) -> None:

@@ -43,18 +43,27 @@ def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _trimmed_deployment(item: dict[str, Any]) -> dict[str, Any]:
-    """What reservations read of a Deployment: its labels, replicas and pod template."""
+_CHILD_METADATA = (
+    "name", "namespace", "labels", "annotations", "creationTimestamp", "deletionTimestamp",
+)  # fmt: skip
+
+
+def _trimmed_child(item: dict[str, Any], spec_keys: tuple[str, ...]) -> dict[str, Any]:
+    """What reservations and preemption read of a child: identity, size, template, and
+    (PyTorchJobs) whether it finished. Without resourceVersion, timestamps of conditions and
+    replica counters, an update that changes none of it compares equal and wakes no pass."""
     metadata = item.get("metadata", {})
     spec = item.get("spec") or {}
-    return {
-        "metadata": {
-            key: metadata.get(key)
-            for key in ("name", "namespace", "labels", "annotations", "deletionTimestamp")
-            if metadata.get(key) is not None
-        },
-        "spec": {key: spec[key] for key in ("replicas", "template") if key in spec},
+    conditions = (item.get("status") or {}).get("conditions") or []
+    trimmed: dict[str, Any] = {
+        "metadata": {k: metadata[k] for k in _CHILD_METADATA if metadata.get(k) is not None},
+        "spec": {key: spec[key] for key in spec_keys if key in spec},
     }
+    if conditions:
+        trimmed["status"] = {
+            "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in conditions]
+        }
+    return trimmed
 
 
 class _Store:
@@ -74,13 +83,17 @@ class _Store:
         )
         self.items = {**others, **{key: value for key, value in kept if value is not None}}
 
-    def apply(self, event: str, item: dict[str, Any]) -> None:
+    def apply(self, event: str, item: dict[str, Any]) -> bool:
+        """Apply one watch event; False when nothing admission reads has changed (a node's
+        heartbeat, a pod's new IP), so that the queue need not look again."""
         key = _key(item)
         value = None if event == "DELETED" else self.keep(item)
         if value is None:
-            self.items.pop(key, None)
-        else:
-            self.items[key] = value
+            return self.items.pop(key, None) is not None
+        if self.items.get(key) == value:
+            return False
+        self.items[key] = value
+        return True
 
 
 class ClusterView:
@@ -97,8 +110,10 @@ class ClusterView:
         self._stores = {
             "Node": _Store(_trimmed_node),
             "Pod": _Store(gpu_pod),
-            "PyTorchJob": _Store(lambda item: item),
-            "Deployment": _Store(_trimmed_deployment),
+            "PyTorchJob": _Store(
+                lambda item: _trimmed_child(item, ("pytorchReplicaSpecs", "runPolicy"))
+            ),
+            "Deployment": _Store(lambda item: _trimmed_child(item, ("replicas", "template"))),
         }
 
     def replace(
@@ -107,9 +122,10 @@ class ClusterView:
         with self._lock:
             self._stores[kind].replace(listed, namespace)
 
-    def apply(self, kind: str, event: str, item: dict[str, Any]) -> None:
+    def apply(self, kind: str, event: str, item: dict[str, Any]) -> bool:
+        """True when the change matters to admission."""
         with self._lock:
-            self._stores[kind].apply(event, item)
+            return self._stores[kind].apply(event, item)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
