@@ -29,7 +29,14 @@ from typing import Any
 
 from bench import trace
 from bench.common import report
-from lepton_operator.scheduling.admission import Admitted, GangRequest, Policy, admit, fit
+from lepton_operator.scheduling.admission import (
+    Admitted,
+    GangRequest,
+    Policy,
+    admit,
+    fit,
+    pinned_demand,
+)
 from lepton_operator.scheduling.inventory import GpuNode
 
 POOL_LABEL = "lepton.ai/node-pool"
@@ -90,8 +97,9 @@ def inventory() -> list[GpuNode]:
     ]
 
 
-def _bind(nodes: list[GpuNode], pool: str, request: GangRequest) -> list[tuple[int, int]]:
-    """Bind the workers best-fit on the pool's matching nodes; (node index, GPUs) per worker."""
+def _bind(nodes: list[GpuNode], pool: str, request: GangRequest) -> list[tuple[int, int, int]]:
+    """Bind the workers best-fit on the pool's matching nodes; (node index, GPUs, of them
+    pinned to the product) per worker."""
     bound = []
     for _ in range(request.workers):
         eligible = [
@@ -105,8 +113,11 @@ def _bind(nodes: list[GpuNode], pool: str, request: GangRequest) -> list[tuple[i
         chosen = next(
             i for i, after in zip(eligible, placed, strict=True) if after != nodes[i].free
         )
-        nodes[chosen] = replace(nodes[chosen], used=nodes[chosen].used + request.gpus_per_worker)
-        bound.append((chosen, request.gpus_per_worker))
+        gpus = request.gpus_per_worker
+        pinned = gpus if request.gpu_product is not None else 0
+        node = nodes[chosen]
+        nodes[chosen] = replace(node, used=node.used + gpus, pinned=node.pinned + pinned)
+        bound.append((chosen, gpus, pinned))
     return bound
 
 
@@ -115,22 +126,26 @@ def simulate(policy: Policy, jobs: list[Job]) -> tuple[Outcome, list[float]]:
     outcome, queue, admit_seconds = Outcome(), list[Job](), list[float]()
     events: list[tuple[float, int, int]] = [(j.arrival, 1, j.index) for j in jobs]
     heapq.heapify(events)
-    running: dict[int, list[tuple[int, int]]] = {}
+    running: dict[int, list[tuple[int, int, int]]] = {}
     used, last = 0, 0.0
     while events:
         now, kind, index = heapq.heappop(events)
         outcome.gpu_time_used += used * (now - last)
         last = now
         if kind == 0:  # completion
-            for node_index, gpus in running.pop(index):
-                nodes[node_index] = replace(nodes[node_index], used=nodes[node_index].used - gpus)
+            for node_index, gpus, pinned in running.pop(index):
+                node = nodes[node_index]
+                nodes[node_index] = replace(
+                    node, used=node.used - gpus, pinned=node.pinned - pinned
+                )
                 used -= gpus
         else:
             queue.append(jobs[index])
         waiting = []
+        pinned_waiting = pinned_demand(j.request for j in queue)
         for job in queue:
             started = time.perf_counter()
-            decision = admit(job.request, nodes, policy=policy)
+            decision = admit(job.request, nodes, policy=policy, pinned_waiting=pinned_waiting)
             admit_seconds.append(time.perf_counter() - started)
             if not isinstance(decision, Admitted):
                 waiting.append(job)

@@ -105,6 +105,13 @@ def kube_default(task: Task, nodes: Sequence[GpuNode]) -> str | None:
     return max(fitting, key=lambda n: (n.free, n.name)).name if fitting else None
 
 
+def _take(node: GpuNode, task: Task, sign: int = 1) -> GpuNode:
+    """The node with the task's GPUs taken (sign 1) or given back (-1); a task that allows
+    only some GPU models holds pinned GPUs, which binpack keeps their pools for."""
+    pinned = task.gpus if None not in task.models else 0
+    return replace(node, used=node.used + sign * task.gpus, pinned=node.pinned + sign * pinned)
+
+
 def _allocation(nodes: dict[str, GpuNode]) -> float:
     return sum(n.used for n in nodes.values()) / sum(n.allocatable for n in nodes.values())
 
@@ -119,8 +126,7 @@ def fill(nodes: list[GpuNode], tasks: list[Task], decide: Decide) -> dict[str, A
             if first_failure is None:
                 first_failure = _allocation(state)
             continue
-        node = state[chosen]
-        state[chosen] = replace(node, used=node.used + task.gpus)
+        state[chosen] = _take(state[chosen], task)
         placed += 1
     return {
         "alloc_ratio_first_failure": round(first_failure, 4) if first_failure else None,
@@ -143,16 +149,14 @@ def replay(nodes: list[GpuNode], tasks: list[Task], policy: str, decide: Decide)
     while events:
         now, kind, index, node_name = heapq.heappop(events)
         if kind == 0:  # departure
-            node = state[node_name]
-            state[node_name] = replace(node, used=node.used - by_index[index].gpus)
+            state[node_name] = _take(state[node_name], by_index[index], -1)
         else:
             waiting[index] = by_index[index]
         for task in _admitted_in_order(list(waiting.values()), state, policy, decide, now):
             chosen = decide(task, list(state.values()))
             if chosen is None:
                 continue
-            node = state[chosen]
-            state[chosen] = replace(node, used=node.used + task.gpus)
+            state[chosen] = _take(state[chosen], task)
             del waiting[task.index]
             waits.append(now - (task.created or 0.0))
             heapq.heappush(events, (now + (task.duration or 0.0), 0, task.index, chosen))

@@ -100,8 +100,9 @@ def delete_training_job(custom: Any, core: Any, namespace: str, name: str) -> No
 def test_policies_choose_between_pools_for_the_same_state(
     operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
 ) -> None:
-    # 3 of the 4 a100 nodes busy: a100 has 8 GPUs free (75% allocated), h100 16 (0%).
-    create(custom, namespace, training_job("filler", 3, 8, gpu_type=A100, keep_running=True))
+    # 3 of the 4 a100 nodes busy: a100 has 8 GPUs free (75% allocated), h100 16 (0%). The
+    # filler runs anywhere (3 workers of 8 fit only a100): no pinned demand steers binpack.
+    create(custom, namespace, training_job("filler", 3, 8, keep_running=True))
     assert admitted_pool(custom, namespace, "filler") == "a100"
     nodes = running_pods_on(core, namespace, "filler", 3)
     assert len(set(nodes)) == 3, "each 8-GPU worker has a node of its own"

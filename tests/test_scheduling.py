@@ -91,6 +91,23 @@ def test_binpack_sends_a_small_worker_to_the_pool_of_small_nodes() -> None:
     assert admit(GangRequest(1, 2), half_used) == Admitted("a100", POOL_KEY, 24)
 
 
+def test_binpack_keeps_the_pools_pinned_jobs_need_for_them() -> None:
+    l4 = [GpuNode(f"l4-{i}", "l4", POOL_KEY, "NVIDIA-L4", 4, 0) for i in range(4)]
+    anywhere = GangRequest(1, 1)
+    # Jobs that can run only on L4 wait for 8 of its GPUs: a job that runs anywhere leaves
+    # the L4 pool to them and packs onto the next best fit.
+    waiting = {"NVIDIA-L4": 8}
+    decision = admit(anywhere, [*cluster(), *l4], pinned_waiting=waiting)
+    assert isinstance(decision, Admitted) and decision.pool != "l4"
+    # The same when L4-pinned work holds it already (pods with a product nodeSelector).
+    held = [GpuNode(f"l4-{i}", "l4", POOL_KEY, "NVIDIA-L4", 4, 2, pinned=2) for i in range(4)]
+    decision = admit(anywhere, [*cluster(), *held])
+    assert isinstance(decision, Admitted) and decision.pool != "l4"
+    # A job pinned to L4 itself still goes there.
+    pinned = GangRequest(1, 1, gpu_product="NVIDIA-L4")
+    assert admit(pinned, [*cluster(), *l4], pinned_waiting=waiting) == Admitted("l4", POOL_KEY, 15)
+
+
 def test_least_loaded_picks_the_lowest_allocation_ratio() -> None:
     decision = admit(GangRequest(1, 8), cluster(h100_used=(0, 0)), policy="least-loaded")
     assert isinstance(decision, Admitted) and decision.pool == "a100"
@@ -216,9 +233,13 @@ def test_inventory_counts_bound_unfinished_pods_on_pool_nodes() -> None:
         pod_manifest("k-0", 1, phase="Pending"),  # bound, still starting: holds its GPU
         pod_manifest("k-0", 1) | {"spec": {"nodeName": "k-0", "containers": [{}]}},  # no GPU
     ]
+    # A pod that asked for the product by name holds pinned GPUs.
+    pinned = pod_manifest("a-0", 4)
+    pinned["spec"]["nodeSelector"] = {LABELS.gpu_product_label: A100}
+    pods.append(pinned)
     inventory = build_inventory(nodes, [PodView.model_validate(p) for p in pods], LABELS)
     assert inventory == [
-        GpuNode("a-0", "a100", POOL_KEY, A100, allocatable=8, used=2),
+        GpuNode("a-0", "a100", POOL_KEY, A100, allocatable=8, used=6, pinned=4),
         GpuNode("k-0", "spot", "karpenter.sh/nodepool", None, allocatable=4, used=1),
     ]
 

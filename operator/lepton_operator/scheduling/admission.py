@@ -11,7 +11,7 @@ reservation, so two jobs never count the same free GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,15 +110,46 @@ class _Candidate:
     free_after: int
     whole_nodes_taken: int
     left_on_touched_nodes: int
+    pinned_share: (
+        float  # of the pool's GPUs, those that jobs pinned to its GPU product hold or want
+    )
 
 
-def _score(candidate: _Candidate, policy: Policy) -> tuple[float | str, ...]:
+def pinned_demand(requests: Iterable[GangRequest]) -> dict[str, int]:
+    """GPUs that these (waiting) requests ask for, per GPU product they are pinned to."""
+    demand: dict[str, int] = {}
+    for request in requests:
+        if request.gpu_product is not None:
+            gpus = request.workers * request.gpus_per_worker
+            demand[request.gpu_product] = demand.get(request.gpu_product, 0) + gpus
+    return demand
+
+
+def _pinned_share(
+    nodes: Sequence[GpuNode],
+    reservations: Sequence[Reservation],
+    pinned_waiting: Mapping[str, int],
+) -> float:
+    """How much of a pool jobs that can run only on its GPU product hold, reserve or wait for."""
+    capacity = sum(n.allocatable for n in nodes) or 1
+    products = {n.gpu_product for n in nodes if n.gpu_product is not None}
+    held = sum(n.pinned for n in nodes)
+    reserved = sum(r.workers * r.gpus_per_worker for r in reservations if r.gpu_product is not None)
+    waiting = sum(gpus for product, gpus in pinned_waiting.items() if product in products)
+    return (held + reserved + waiting) / capacity
+
+
+def _score(candidate: _Candidate, policy: Policy, pinned: bool) -> tuple[float | str, ...]:
     if policy == "binpack":
+        # A job that runs on any GPU first avoids the pools that jobs pinned to one GPU product
+        # hold or wait for (the only place those can run); with no pinned demand, pure best fit.
+        first = () if pinned else (candidate.pinned_share,)
         # Best fit across pools, node by node: the nodes the job lands on keep the fewest GPUs
         # free (a 1-GPU worker goes to a 4-GPU node, not an 8-GPU one), then the fewest
         # whole nodes are broken into, then the fullest pool wins. Whole 8-GPU nodes stay
         # free for the large workers that need them.
         return (
+            *first,
             candidate.left_on_touched_nodes,
             candidate.whole_nodes_taken,
             candidate.free_after,
@@ -134,8 +165,13 @@ def admit(
     inventory: Sequence[GpuNode],
     reservations: Sequence[Reservation] = (),
     policy: Policy = "binpack",
+    pinned_waiting: Mapping[str, int] | None = None,
 ) -> Decision:
-    """Where the whole gang fits now, chosen by the policy; else why it waits."""
+    """Where the whole gang fits now, chosen by the policy; else why it waits.
+
+    `pinned_waiting`: GPUs that queued jobs pinned to a GPU product (by product) wait for;
+    binpack keeps their pools for them when the job can run anywhere.
+    """
     shape = _describe(request)
     candidates: list[_Candidate] = []
     could_ever_fit = False
@@ -172,10 +208,12 @@ def admit(
                 free_after=free_after,
                 whole_nodes_taken=whole_nodes_taken,
                 left_on_touched_nodes=left_on_touched_nodes,
+                pinned_share=_pinned_share(nodes, pool_reservations, pinned_waiting or {}),
             )
         )
     if candidates:
-        best = min(candidates, key=lambda c: _score(c, policy))
+        pinned = request.gpu_product is not None
+        best = min(candidates, key=lambda c: _score(c, policy, pinned))
         return Admitted(best.pool, best.pool_label, best.free_after)
     if matching_pools == 0:
         return Waiting("NoMatchingPool", f"no node pool has {_where(request)}: {_fix(request)}")

@@ -31,6 +31,9 @@ class GpuNode:
     gpu_product: str | None
     allocatable: int
     used: int
+    # Of `used`, GPUs held by pods that asked for this GPU product by name (a nodeSelector on
+    # the product label): work that could run nowhere else.
+    pinned: int = 0
 
     @property
     def free(self) -> int:
@@ -71,10 +74,14 @@ def build_inventory(
 ) -> list[GpuNode]:
     """Every node that names a pool, has GPUs and takes Lepton's pods, with its GPUs in use."""
     used: dict[str, int] = {}
+    pinned: dict[str, int] = {}
     for pod in pods:
         if pod.bound_and_active:
             node_name = pod.spec.node_name or ""
-            used[node_name] = used.get(node_name, 0) + pod.gpus(labels.gpu_resource)
+            gpus = pod.gpus(labels.gpu_resource)
+            used[node_name] = used.get(node_name, 0) + gpus
+            if labels.gpu_product_label in pod.spec.node_selector:
+                pinned[node_name] = pinned.get(node_name, 0) + gpus
     inventory = []
     for raw in nodes:
         node = _Node.model_validate(raw)
@@ -90,6 +97,7 @@ def build_inventory(
                 gpu_product=node.metadata.labels.get(labels.gpu_product_label),
                 allocatable=allocatable,
                 used=used.get(node.metadata.name, 0),
+                pinned=pinned.get(node.metadata.name, 0),
             )
         )
     return sorted(inventory, key=lambda n: (n.pool, n.name))

@@ -25,6 +25,7 @@ from lepton_operator.scheduling.admission import (
     Reservation,
     Waiting,
     admit,
+    pinned_demand,
 )
 from lepton_operator.scheduling.inventory import GpuNode
 from lepton_operator.scheduling.preemption import Preemption, RunningGang, plan_preemption
@@ -126,13 +127,15 @@ def plan_pass(
         pool: _Hold(gang, "which preempted jobs there") for gang, pool in (nominated or {}).items()
     }
     starving_held = False
+    # What waiting pinned jobs need, as of the pass's start: binpack keeps it for them.
+    pinned = pinned_demand(g.request for g in ordered)
     # Within a pass nothing frees up: once a shape has failed, the same shape behind it fails
     # the same way until something is admitted (which only takes GPUs) or a pool is held.
     failed: dict[tuple[GangRequest, Policy], Waiting] = {}
     decisions: list[tuple[QueuedGang, PassDecision]] = []
     for gang in ordered:
         shape = (gang.request, gang.policy)
-        decision: Decision = failed.get(shape) or _decide(gang, inventory, held, holds)
+        decision: Decision = failed.get(shape) or _decide(gang, inventory, held, holds, pinned)
         outcome: PassDecision = decision
         if isinstance(decision, Admitted):
             held.append(reservation_for(gang, decision))
@@ -173,16 +176,17 @@ def _decide(
     inventory: Sequence[GpuNode],
     held: Sequence[Reservation],
     holds: Mapping[str, _Hold],
+    pinned: Mapping[str, int],
 ) -> Decision:
     def blocked(pool: str) -> bool:
         hold = holds.get(pool)
         return hold is not None and _order_key(hold.owner) < _order_key(gang)
 
-    decision = admit(gang.request, inventory, held, gang.policy)
+    decision = admit(gang.request, inventory, held, gang.policy, pinned)
     if not isinstance(decision, Admitted) or not blocked(decision.pool):
         return decision
     elsewhere = admit(
-        gang.request, [n for n in inventory if not blocked(n.pool)], held, gang.policy
+        gang.request, [n for n in inventory if not blocked(n.pool)], held, gang.policy, pinned
     )
     if isinstance(elsewhere, Admitted):
         return elsewhere
