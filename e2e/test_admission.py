@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client import AppsV1Api
+from kubernetes.client.exceptions import ApiException
 
 from e2e.lepton_operator_process import OperatorProcess
 from e2e.lepton_resources import (
@@ -83,10 +84,14 @@ def delete_training_job(custom: Any, core: Any, namespace: str, name: str) -> No
     custom.delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURALS["LeptonTrainingJob"], name
     )
-    # Garbage collection of the children is another test's subject; here it would wait for
+    # Garbage collection of the children is another test's subject; here it may wait for
     # the controller manager to rediscover the just-installed CRDs (up to 30 s), so the
-    # PyTorchJob goes now, and its pods without their 30 s grace period.
-    custom.delete_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", name)
+    # PyTorchJob goes now (unless it went already), and its pods without their grace period.
+    try:
+        custom.delete_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", name)
+    except ApiException as error:
+        if error.status != 404:  # garbage collection was quicker
+            raise
     selector = f"training.kubeflow.org/job-name={name}"
     core.delete_collection_namespaced_pod(
         namespace, label_selector=selector, grace_period_seconds=0

@@ -112,18 +112,10 @@ def test_no_job_is_evicted_when_evicting_all_lower_ones_would_not_make_room(
     preempting_operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
 ) -> None:
     # a100: 2 nodes urgent (not evictable by an equal priority), 2 nodes batch.
-    create(
-        custom, namespace,
-        prioritised(training_job("keeper", 2, 8, gpu_type=A100, keep_running=True),
-                    "lepton-e2e-urgent"),
-    )  # fmt: skip
-    running_pods_on(core, namespace, "keeper", 2)
-    create(
-        custom, namespace,
-        prioritised(training_job("batch", 2, 8, gpu_type=A100, keep_running=True),
-                    "lepton-e2e-batch"),
-    )  # fmt: skip
-    running_pods_on(core, namespace, "batch", 2)
+    for name, priority_class in (("keeper", "lepton-e2e-urgent"), ("batch", "lepton-e2e-batch")):
+        job = training_job(name, 2, 8, gpu_type=A100, keep_running=True)
+        create(custom, namespace, prioritised(job, priority_class))
+        running_pods_on(core, namespace, name, 2)
     # 3 nodes needed, only 2 held by lower priorities: it waits and evicts nobody.
     big = prioritised(training_job("big", 3, 8, gpu_type=A100), "lepton-e2e-urgent")
     create(custom, namespace, big)

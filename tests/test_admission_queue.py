@@ -125,6 +125,35 @@ def test_everything_admitted_in_one_pass_fits_at_once(
             assert all(f is None for f in fits), f"{g.job.name} waits but fits"
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    used=st.lists(st.integers(0, 8), min_size=1, max_size=5),
+    requests=st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 4, 8]), st.integers(0, 3)),
+        max_size=10,
+    ),
+)
+def test_a_lower_priority_gang_never_takes_what_a_higher_one_could_use(
+    used: list[int], requests: list[tuple[int, int, int]]
+) -> None:
+    inventory = [node("a100", i, used=u) for i, u in enumerate(used)]
+    gangs = [gang(f"j{i}", w, g, second=i, priority=p) for i, (w, g, p) in enumerate(requests)]
+    decisions = plan_pass(gangs, inventory, [], now=0, starvation_seconds=STARVATION)
+    assert [g for g, _ in decisions] == admission_order(gangs)
+    for index, (waiting, decision) in enumerate(decisions):
+        if isinstance(decision, Admitted):
+            continue
+        # Only what was admitted before it in the order: it did not fit there either.
+        free = [n.free for n in inventory]
+        for earlier, outcome in decisions[:index]:
+            if isinstance(outcome, Admitted):
+                placed = fit(free, earlier.request.workers, earlier.request.gpus_per_worker)
+                assert placed is not None
+                free = placed
+        request = waiting.request
+        assert fit(free, request.workers, request.gpus_per_worker) is None, waiting.job.name
+
+
 def _simulate(
     nodes: int, small_every: int, small_duration: int, starvation: float, horizon: int
 ) -> int | None:

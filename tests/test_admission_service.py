@@ -18,6 +18,7 @@ from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
 from lepton_operator.services.admission import AdmissionQueue, QueueEntry, refusal_message
 from lepton_operator.services.cluster_view import ClusterView
+from lepton_operator.services.status_publisher import StatusPublisher
 from lepton_operator.settings import OperatorSettings
 from lepton_operator.status import Blocker
 from tests.test_scheduling import A100, POOL_KEY, node_manifest
@@ -262,13 +263,21 @@ def preempting_queue(enabled: bool) -> tuple[AdmissionQueue, list[tuple[str, str
     return queue, evicted
 
 
-def test_a_higher_priority_gang_evicts_a_whole_job_once_and_starts_when_it_is_gone() -> None:
-    queue, evicted = preempting_queue(enabled=True)
+def urgent_gang_submitted(
+    preemption: bool,
+) -> tuple[AdmissionQueue, list[tuple[str, str]], Recorder]:
+    """a100 full of job "low" (priority 0); "high" (1000, all of a100) submitted, one pass."""
+    queue, evicted = preempting_queue(enabled=preemption)
     recorder = Recorder()
     high = recorder.entry("high", 4, 8, second=5)
     high.gang = replace(high.gang, priority=1000)
     queue.submit(high)
     run_pass(queue)
+    return queue, evicted, recorder
+
+
+def test_a_higher_priority_gang_evicts_a_whole_job_once_and_starts_when_it_is_gone() -> None:
+    queue, evicted, recorder = urgent_gang_submitted(preemption=True)
     assert evicted == [("low", "high")]
     assert recorder.reported["high"][-1].reason == "Preempting"
     run_pass(queue)  # the victim's pods are still there: no second eviction
@@ -283,12 +292,7 @@ def test_a_higher_priority_gang_evicts_a_whole_job_once_and_starts_when_it_is_go
 
 
 def test_without_the_setting_nothing_is_preempted() -> None:
-    queue, evicted = preempting_queue(enabled=False)
-    recorder = Recorder()
-    high = recorder.entry("high", 4, 8, second=5)
-    high.gang = replace(high.gang, priority=1000)
-    queue.submit(high)
-    run_pass(queue)
+    _, evicted, recorder = urgent_gang_submitted(preemption=False)
     assert evicted == []
     assert recorder.reported["high"][-1].reason == "InsufficientGPUs"
 
@@ -402,3 +406,31 @@ def test_a_refusal_reads_as_the_api_server_s_message() -> None:
         'configmaps "x" is forbidden: namespace is terminating'
     )
     assert len(refusal_message(RuntimeError("x" * 2000))) == 400
+
+
+def test_moved_positions_go_out_at_a_bounded_rate_front_of_the_queue_first() -> None:
+    now = [0.0]
+    publisher = StatusPublisher(lambda: now[0], position_refresh_seconds=30, positions_per_second=5)
+    recorder = Recorder()
+    entries = [recorder.entry(f"w{i:02d}", 1, 8, second=i) for i in range(20)]
+
+    def waiting(position: int) -> Blocker:
+        return Blocker("InsufficientGPUs", f"(number {position} of 20 queued)", "Queued", position)
+
+    key = ("InsufficientGPUs", "does not fit")
+    for position, entry in enumerate(entries, start=2):  # reported once, one place further back
+        entry.publish(waiting(position), key, now[0])
+    now[0] = 60.0
+    for position, entry in enumerate(entries, start=1):  # everyone moved up a place
+        publisher.offer(entry, waiting(position), key)
+    publisher.flush()
+    moved = [e.gang.job.name for e in entries if e.reported == waiting(entries.index(e) + 1)]
+    assert moved == ["w00", "w01", "w02", "w03", "w04"]  # 5 tokens, the front first
+    now[0] = 61.0
+    publisher.flush()
+    assert publisher.pending() == 10
+    assert entries[9].reported == waiting(10)
+    # A new reason is news: it goes out at once, tokens or not.
+    publisher.offer(entries[19], Blocker("NoMatchingPool", "gone", "Queued", 20), ("x", "y"))
+    publisher.flush()
+    assert entries[19].reported is not None and entries[19].reported.reason == "NoMatchingPool"

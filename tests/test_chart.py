@@ -194,6 +194,7 @@ def test_every_operator_setting_comes_from_values(monkeypatch: pytest.MonkeyPatc
             "resyncSeconds": 60,
             "preemption": True,
             "positionRefreshSeconds": 5,
+            "positionsPerSecond": 20,
         },
         "sourcePollSeconds": 2.5,
         "clusterDomain": "corp.local",
@@ -216,6 +217,7 @@ def test_every_operator_setting_comes_from_values(monkeypatch: pytest.MonkeyPatc
     assert (settings.admission_starvation_seconds, settings.admission_resync_seconds) == (120, 60)
     assert settings.admission_preemption is True
     assert settings.admission_position_refresh_seconds == 5
+    assert settings.admission_positions_per_second == 20
     assert settings.pvc_mount_root == "/data/claims"
     assert settings.runtime_metrics_port == 9500
     assert settings.source_poll_seconds == 2.5

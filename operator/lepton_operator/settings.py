@@ -60,6 +60,9 @@ class OperatorSettings(BaseSettings):
     """A queued job's status.queuePosition is refreshed at most this often when only its
     position moved (a new reason is published at once): with a thousand jobs queued, every
     admission moves them all."""
+    admission_positions_per_second: float = Field(default=5.0, gt=0)
+    """At most this many position-only status updates per second in all, the front of the
+    queue first: a bound on what a long queue costs while capacity frees continuously."""
     admission_preemption: bool = False
     """Let a gang that fits only by evicting jobs of lower priority evict them (whole jobs,
     lowest priority and youngest first; evicted training jobs are queued again and resume from

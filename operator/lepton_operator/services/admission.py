@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 # lost, the assumed reservation lapses after this and the GPUs count as free again.
 ASSUMED_SECONDS = 120.0
 RETRY_SECONDS = 2.5  # first backoff after the API server refused a job's children
+# Changes arriving within this long of the first are decided on in one pass.
+BATCH_SECONDS = 0.05
 # A gang that preempted waits this long for its victims' pods to go before it may preempt again.
 NOMINATION_SECONDS = 120.0
 ChildKey = tuple[str, str, str]  # (kind, namespace, name) of the child admission creates
@@ -144,7 +146,11 @@ class AdmissionQueue:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
-        self.statuses = StatusPublisher(clock, config.admission_position_refresh_seconds)
+        self.statuses = StatusPublisher(
+            clock,
+            config.admission_position_refresh_seconds,
+            config.admission_positions_per_second,
+        )
         self.refused: str | None = None  # why there is no view (RBAC), if there is none
 
     # ------------------------------------------------------------------ what handlers call
@@ -239,7 +245,11 @@ class AdmissionQueue:
         resync = self._config.admission_resync_seconds
         next_resync = self._clock() + resync
         while not self._stopping.is_set():
-            self._wake.wait(timeout=max(min(next_resync, self._next_retry()) - self._clock(), 0.1))
+            woken = self._wake.wait(
+                timeout=max(min(next_resync, self._next_retry()) - self._clock(), 0.1)
+            )
+            if woken:  # one change comes with others (a pod bound, then running): one pass
+                self._stopping.wait(BATCH_SECONDS)
             self._wake.clear()
             if self._stopping.is_set():
                 return
