@@ -128,6 +128,29 @@ def test_mnist_pipeline_reaches_succeeded_and_available(
     assert "lepton_phase_transitions_total" in operator.metrics()
 
 
+TRICKY_NAMES = {
+    "dotted": "mnist.v2.run",
+    "label-length": "m" * 63,
+    "over-a-label": "n" * 64 + ".x",
+    "longest": ".".join(["a" * 63] * 3) + "." + "b" * 61,  # 253 characters
+}
+
+
+@pytest.mark.parametrize("name", TRICKY_NAMES.values(), ids=TRICKY_NAMES.keys())
+def test_names_the_api_server_accepts_give_valid_children_and_succeed(
+    operator: OperatorProcess, custom: Any, namespace: str, volumes: None, name: str
+) -> None:
+    job = pipeline()[0]
+    job["metadata"] = {"name": name}
+    create(custom, namespace, job)
+    finished = wait_for_phase(custom, "LeptonTrainingJob", namespace, name, "Succeeded")
+    assert finished["status"]["results"]["accuracy"] == pytest.approx(0.9912)
+    jobs = custom.list_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs")
+    (pytorchjob,) = jobs["items"]
+    assert pytorchjob["metadata"]["ownerReferences"][0]["name"] == name
+    assert len(pytorchjob["metadata"]["name"]) <= 51
+
+
 def test_failing_worker_fails_the_job_with_an_event(
     operator: OperatorProcess, custom: Any, core: Any, namespace: str, volumes: None
 ) -> None:

@@ -9,14 +9,16 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
+from lepton_operator import k8s
 from lepton_operator.builders.meta import PRIORITY_ANNOTATION
 from lepton_operator.scheduling.admission import GangRequest
 from lepton_operator.scheduling.placement import Placement
 from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
-from lepton_operator.services.admission import AdmissionQueue, QueueEntry, refusal_message
+from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.services.cluster_view import ClusterView
 from lepton_operator.services.status_publisher import StatusPublisher
 from lepton_operator.settings import OperatorSettings
@@ -232,7 +234,9 @@ def pod_on(node_name: str, gpus: int) -> dict[str, Any]:
 def running_job(name: str, priority: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A Lepton PyTorchJob of 4 x 8 GPUs, running on all of a100, and its pods."""
     job = pytorchjob(name)
-    job["metadata"]["labels"]["lepton.ai/trainingjob"] = name
+    job["metadata"]["ownerReferences"] = [
+        {"kind": "LeptonTrainingJob", "name": name, "controller": True}
+    ]
     job["metadata"]["annotations"] = {PRIORITY_ANNOTATION: str(priority)}
     job["metadata"]["creationTimestamp"] = "2026-12-01T09:00:00Z"
     job["status"]["conditions"] = [{"type": "Running", "status": "True"}]
@@ -399,13 +403,13 @@ def test_the_owner_and_the_publisher_may_use_a_job_s_context_at_once() -> None:
 
 
 def test_a_refusal_reads_as_the_api_server_s_message() -> None:
-    class RefusedError(Exception):
-        body = json.dumps({"message": 'configmaps "x" is forbidden: namespace is terminating'})
-
-    assert refusal_message(RefusedError("(403) headers and all")) == (
-        'configmaps "x" is forbidden: namespace is terminating'
-    )
-    assert len(refusal_message(RuntimeError("x" * 2000))) == 400
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = json.dumps({"message": 'configmaps "x" is forbidden: namespace is terminating'})
+    assert k8s.server_message(refused) == 'configmaps "x" is forbidden: namespace is terminating'
+    refused.body = "x" * 2000  # not JSON: the reason, then
+    assert k8s.server_message(refused) == "Forbidden"
+    refused.body = json.dumps({"message": "y" * 2000})
+    assert len(k8s.server_message(refused)) == 400
 
 
 def test_moved_positions_go_out_at_a_bounded_rate_front_of_the_queue_first() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,10 @@ from lepton_operator.scheduling.reservations import reservations_from, running_g
 from lepton_operator.scheduling.views import PodView
 from tests.test_admission_queue import STARVATION, admitted, gang
 from tests.test_scheduling import LABELS, node, pod_manifest, pytorchjob
+
+
+def owned_by(name: str) -> dict[str, Any]:
+    return {"kind": "LeptonTrainingJob", "name": name, "controller": True}
 
 
 def running(
@@ -143,11 +148,11 @@ def test_a_nominated_gang_preempts_no_more_and_starts_once_its_gpus_are_free() -
 
 def test_running_gangs_read_priority_pods_and_reservations_from_the_cluster() -> None:
     job = pytorchjob("trainer", "a100", workers=3, conditions=("Created",))
-    job["metadata"]["labels"]["lepton.ai/trainingjob"] = "trainer"
+    job["metadata"]["ownerReferences"] = [owned_by("trainer")]
     job["metadata"]["annotations"] = {PRIORITY_ANNOTATION: "50"}
     job["metadata"]["creationTimestamp"] = "2026-12-01T09:00:00Z"
     finished = pytorchjob("done", "a100", workers=1, conditions=("Succeeded",))
-    finished["metadata"]["labels"]["lepton.ai/trainingjob"] = "done"
+    finished["metadata"]["ownerReferences"] = [owned_by("done")]
     pods = [
         PodView.model_validate(p)
         for p in (

@@ -7,6 +7,7 @@ Reads go through the same dynamic client; status goes through the status subreso
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from functools import cache
@@ -29,6 +30,27 @@ class ForbiddenError(Exception):
 
 class ExpiredError(Exception):
     """A watch's resourceVersion is too old: list again, then watch from the new one."""
+
+
+class RejectedError(Exception):
+    """The API server refused an object as invalid or not allowed; the message is its own."""
+
+
+# Invalid, forbidden (admission: PodSecurity, a terminating namespace), or unprocessable: the
+# same manifest would be refused again, so retrying blindly helps nobody.
+REJECTED = frozenset({400, 403, 422})
+
+
+def server_message(error: ApiException, limit: int = 400) -> str:
+    """The API server's own message for a refused request (not its headers and body)."""
+    message = str(error.reason)
+    try:
+        parsed = json.loads(error.body) if error.body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        message = parsed["message"]
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 _lock = threading.Lock()
@@ -64,13 +86,20 @@ def _resource(api_version: str, kind: str) -> Resource:
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Create or update an object to match the manifest (server-side apply)."""
     resource = _resource(manifest["apiVersion"], manifest["kind"])
-    result = _client().server_side_apply(
-        resource,
-        body=manifest,
-        namespace=manifest["metadata"].get("namespace"),
-        field_manager=FIELD_MANAGER,
-        force_conflicts=True,
-    )
+    try:
+        result = _client().server_side_apply(
+            resource,
+            body=manifest,
+            namespace=manifest["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+    except ApiException as error:
+        if error.status in REJECTED:
+            raise RejectedError(
+                f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
+            ) from error
+        raise
     return dict(result.to_dict())
 
 

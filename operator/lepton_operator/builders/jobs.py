@@ -8,6 +8,7 @@ from typing import Any
 from lepton_operator.api.common import DatasetSpec
 from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.api.training import LeptonTrainingJob
+from lepton_operator.builders.names import pytorchjob_name
 from lepton_operator.builders.pod import TERMINATION_MESSAGE_PATH, storage_for
 from lepton_operator.builders.pytorchjob import (
     JobWorkload,
@@ -29,11 +30,12 @@ COMPRESSION_COMPONENT = "compression"
 
 
 def training_job_name(job: LeptonTrainingJob) -> str:
-    return job.metadata.name
+    """The PyTorchJob's name: the job's own when it fits (builders/names.py)."""
+    return pytorchjob_name(job.metadata.name)
 
 
 def compression_job_name(compression: LeptonCompression) -> str:
-    return f"{compression.metadata.name}-compress"
+    return pytorchjob_name(compression.metadata.name, "-compress")
 
 
 def _runtime_options(settings: OperatorSettings) -> RuntimeOptions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lepton_operator.api.base import GROUP_VERSION, ObjectMeta
+from lepton_operator.builders.names import label_value
 
 MANAGED_BY = "lepton-operator"
 PART_OF = "lepton"
@@ -22,13 +23,19 @@ PRIORITY_ANNOTATION = "lepton.ai/priority"
 
 
 def child_labels(kind: str, meta: ObjectMeta, component: str) -> dict[str, str]:
-    """The standard app.kubernetes.io labels plus the owner label the operator watches by."""
+    """The standard app.kubernetes.io labels plus the owner label the operator watches by.
+
+    A label value holds 63 characters: a longer name is shortened with a hash
+    (builders/names.py). Who owns a child is read from its ownerReference, never back from
+    these values.
+    """
+    owner = label_value(meta.name)
     return {
         "app.kubernetes.io/name": PART_OF,
-        "app.kubernetes.io/instance": meta.name,
+        "app.kubernetes.io/instance": owner,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        OWNER_LABELS[kind]: meta.name,
+        OWNER_LABELS[kind]: owner,
     }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -33,6 +33,7 @@ from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.status import Blocker
 
 log = logging.getLogger(__name__)
+Outcome = Literal["applied", "queued"] | Blocker
 PRIORITY_CLASS_API = "scheduling.k8s.io/v1"
 
 
@@ -75,8 +76,9 @@ def apply_when_admitted(
     *,
     render: Callable[[Placement], Iterable[dict[str, Any]]],
     report: Callable[[Blocker | None], None],
-) -> bool:
-    """Apply the job's children now (True), or put it in the admission queue (False).
+) -> Outcome:
+    """Apply the job's children now ("applied"), or put it in the admission queue ("queued");
+    a Blocker when the API server refused a child (its message says why).
 
     A job whose child exists was admitted before and keeps its placement. CPU-only jobs and
     jobs that Kueue admits (scheduling.queueName) are not the operator's to admit. A queued
@@ -100,15 +102,18 @@ def apply_when_admitted(
     requested = requested_placement(
         scheduling.node_pool, ask.gpu_type, gpus, config.pool_label, config.gpu_product_label
     )
-    if gpus == 0 or scheduling.queue_name is not None:
-        apply_all(requested)
-        return True
-    existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
-    if existing is not None:
-        queue.forget(job)
-        pool = label_of(existing, POOL_LABEL)
-        apply_all(kept_placement(pool, child_node_selector(existing), gpus))
-        return True
+    try:
+        if gpus == 0 or scheduling.queue_name is not None:
+            apply_all(requested)
+            return "applied"
+        existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
+        if existing is not None:
+            queue.forget(job)
+            pool = label_of(existing, POOL_LABEL)
+            apply_all(kept_placement(pool, child_node_selector(existing), gpus))
+            return "applied"
+    except k8s.RejectedError as rejected:
+        return Blocker("ChildrenRejected", f"the API server refused {rejected}")
     request = GangRequest(
         workers=ask.workers,
         gpus_per_worker=gpus,
@@ -129,7 +134,7 @@ def apply_when_admitted(
             child_kind=ask.child_kind,
         )
     )  # fmt: skip
-    return False
+    return "queued"
 
 
 def evict(victim: RunningGang, by: QueuedGang) -> None:

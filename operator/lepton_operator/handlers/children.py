@@ -19,11 +19,10 @@ from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
 from lepton_operator.handlers.jobs import refresh_compression_status, refresh_training_status
 from lepton_operator.handlers.training import reconcile_training_body
+from lepton_operator.scheduling.views import MetaView, controller_of
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
-TRAINING_LABEL = OWNER_LABELS[TRAINING]
-COMPRESSION_LABEL = OWNER_LABELS[COMPRESSION]
 ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
 REFRESH: dict[str, Callable[[dict[str, Any]], None]] = {
     TRAINING: refresh_training_status,
@@ -36,24 +35,29 @@ RECONCILE: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=MANAGED)
-def pytorchjob_changed(
-    type: str | None, labels: kopf.Labels, namespace: str | None, **_: Any
-) -> None:
-    if namespace is None:
+def pytorchjob_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    owner = _owner(body, (TRAINING, COMPRESSION))
+    if owner is None:
         return
-    for kind, label in ((TRAINING, TRAINING_LABEL), (COMPRESSION, COMPRESSION_LABEL)):
-        if label not in labels:
-            continue
-        owner = fetch(kind, namespace, labels[label])
-        if owner is None:
-            return
-        if type == "DELETED" and needs_its_pytorchjob(owner):
-            # Preempted, or deleted by hand: the job goes back to the admission queue (and a
-            # training job resumes from its newest checkpoint once admitted again).
-            RECONCILE[kind](owner)
-        else:
-            REFRESH[kind](owner)
-        return
+    kind, found = owner
+    if type == "DELETED" and needs_its_pytorchjob(found):
+        # Preempted, or deleted by hand: the job goes back to the admission queue (and a
+        # training job resumes from its newest checkpoint once admitted again).
+        RECONCILE[kind](found)
+    else:
+        REFRESH[kind](found)
+
+
+def _owner(body: kopf.Body, kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+    """The Lepton resource that controls this child (by its ownerReference: the owner label
+    holds a shortened name when the owner's is long), as the API server has it now."""
+    meta = MetaView.model_validate(dict(body.get("metadata", {})))
+    controller = controller_of(meta, kinds)
+    if controller is None or not meta.namespace:
+        return None
+    kind, name = controller
+    found = fetch(kind, meta.namespace, name)
+    return None if found is None else (kind, found)
 
 
 def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
@@ -64,9 +68,7 @@ def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, ENDPOINT_LABEL: kopf.PRESENT})
-def deployment_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    if namespace is None:
-        return
-    owner = fetch("LeptonEndpoint", namespace, labels[ENDPOINT_LABEL])
+def deployment_changed(body: kopf.Body, **_: Any) -> None:
+    owner = _owner(body, ("LeptonEndpoint",))
     if owner is not None:
-        refresh_endpoint_status(owner)
+        refresh_endpoint_status(owner[1])

@@ -88,7 +88,7 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
         if source is not None and blocker is None:
             resolved = source
             metadata = compression.metadata
-            applied = apply_when_admitted(
+            outcome = apply_when_admitted(
                 queued_as(metadata, "LeptonCompression"),
                 job_ask(compression_job_name(compression), spec.resources, spec.scheduling),
                 render=lambda placement: render_compression_children(
@@ -98,8 +98,10 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
                     "LeptonCompression", metadata.namespace, metadata.name, source.model_uri
                 ),
             )
-            if not applied:
-                return  # queued: the admission queue applies the children and reports
+            if outcome == "queued":
+                return  # the admission queue applies the children and reports
+            if isinstance(outcome, Blocker):
+                blocker = outcome
         refresh_compression_status(
             current, blocker, source.model_uri if source is not None else None
         )

@@ -124,7 +124,7 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
             blocker = missing_inputs(meta.namespace, [source.model_uri], [source.secret_ref])
         if source is not None and blocker is None:
             resolved = source
-            applied = apply_when_admitted(
+            outcome = apply_when_admitted(
                 queued_as(meta, "LeptonEndpoint"),
                 endpoint_ask(endpoint),
                 render=lambda placement: render_endpoint_children(
@@ -132,10 +132,13 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
                 ),
                 report=report_endpoint(meta.namespace, meta.name, source.model_uri),
             )
-            if not applied:
-                return  # queued: the admission queue applies the children and reports
-            for kind in absent_optional_kinds(endpoint):
-                k8s.delete(OPTIONAL_API_VERSIONS[kind], kind, meta.namespace, meta.name)
+            if outcome == "queued":
+                return  # the admission queue applies the children and reports
+            if isinstance(outcome, Blocker):
+                blocker = outcome
+            else:
+                for kind in absent_optional_kinds(endpoint):
+                    k8s.delete(OPTIONAL_API_VERSIONS[kind], kind, meta.namespace, meta.name)
         refresh_endpoint_status(current, blocker, source.model_uri if source else None)
         if blocker is not None:
             raise retry_later(blocker)

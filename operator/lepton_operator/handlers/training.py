@@ -17,6 +17,7 @@ from lepton_operator.handlers.context import (
     settings,
 )
 from lepton_operator.handlers.jobs import refresh_training_status, report_to
+from lepton_operator.status import Blocker
 
 PLURAL = "leptontrainingjobs"
 
@@ -40,14 +41,16 @@ def reconcile_training_body(current: dict[str, Any]) -> None:
             [spec.dataset.secret_ref, spec.output.secret_ref],
         )
         if blocker is None:
-            applied = apply_when_admitted(
+            outcome = apply_when_admitted(
                 queued_as(meta, "LeptonTrainingJob"),
                 job_ask(training_job_name(job), spec.resources, spec.scheduling),
                 render=lambda placement: render_training_children(job, placement, config),
                 report=report_to("LeptonTrainingJob", meta.namespace, meta.name),
             )
-            if not applied:
-                return  # queued: the admission queue applies the children and reports
+            if outcome == "queued":
+                return  # the admission queue applies the children and reports
+            if isinstance(outcome, Blocker):
+                blocker = outcome
         refresh_training_status(current, blocker)
         if blocker is not None:
             raise retry_later(blocker)

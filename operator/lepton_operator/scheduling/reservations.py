@@ -15,7 +15,7 @@ from pydantic import Field
 from lepton_operator.builders.meta import OWNER_LABELS, PRIORITY_ANNOTATION
 from lepton_operator.scheduling.admission import Reservation
 from lepton_operator.scheduling.preemption import RunningGang
-from lepton_operator.scheduling.views import MetaView, PodView, View
+from lepton_operator.scheduling.views import MetaView, PodView, View, controller_of
 
 # The training operator labels each pod with the name of its job.
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
@@ -120,6 +120,7 @@ class _Deployment(View):
 
 
 ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
+JOB_KINDS = ("LeptonTrainingJob", "LeptonCompression")
 
 
 def deployment_reservations(
@@ -193,14 +194,7 @@ def running_gangs(
         job = _PyTorchJob.model_validate(raw)
         meta = job.metadata
         pool = meta.labels.get(pool_label)
-        owner = next(
-            (
-                (kind, meta.labels[label])
-                for kind, label in OWNER_LABELS.items()
-                if label in meta.labels
-            ),
-            None,
-        )
+        owner = controller_of(meta, JOB_KINDS)  # not the label: it may be a shortened name
         finished = {c.type for c in job.status.conditions if c.status == "True"}
         if pool is None or owner is None or finished & FINISHED_CONDITIONS:
             continue

@@ -18,13 +18,28 @@ class View(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+class OwnerReferenceView(View):
+    kind: str = ""
+    name: str = ""
+    controller: bool = False
+
+
 class MetaView(View):
     name: str = ""
     namespace: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    owner_references: list[OwnerReferenceView] = Field(default_factory=list)
     creation_timestamp: str = ""
     deletion_timestamp: str | None = None
+
+
+def controller_of(meta: MetaView, kinds: tuple[str, ...]) -> tuple[str, str] | None:
+    """(kind, name) of the object's controller, when it is one of `kinds`."""
+    for reference in meta.owner_references:
+        if reference.controller and reference.kind in kinds:
+            return reference.kind, reference.name
+    return None
 
 
 class ResourcesView(View):

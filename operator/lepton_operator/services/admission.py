@@ -23,7 +23,6 @@ victims' GPUs are free and it starts.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -62,7 +61,7 @@ from lepton_operator.services.cluster_view import ClusterView, Snapshot
 from lepton_operator.services.informer import Informer, WatchTarget
 from lepton_operator.services.status_publisher import StatusKey, StatusPublisher
 from lepton_operator.settings import POOL_LABEL_FALLBACKS, OperatorSettings
-from lepton_operator.status import Blocker, clipped
+from lepton_operator.status import Blocker
 
 log = logging.getLogger(__name__)
 # An admitted job's PyTorchJob normally reaches the view within a second; if its apply got
@@ -443,9 +442,7 @@ class AdmissionQueue:
                 self._assumed.pop(key, None)
                 entry.failures += 1
                 entry.retry_at = self._clock() + min(RETRY_SECONDS * 2**entry.failures, 300.0)
-            rejected = Blocker(
-                "ChildrenRejected", f"creating the children failed: {refusal_message(error)}"
-            )
+            rejected = Blocker("ChildrenRejected", f"creating the children failed: {error}")
             entry.offered_key = (rejected.reason, rejected.message)
             self.statuses.offer(entry, rejected, entry.offered_key)
             return False
@@ -455,21 +452,6 @@ class AdmissionQueue:
             self._nominated.pop(job, None)
         self.statuses.discard(job)
         return True
-
-
-def refusal_message(error: Exception, limit: int = 400) -> str:
-    """The API server's own message for a refused request (not its headers and body), short
-    enough for a status message."""
-    body = getattr(error, "body", None)
-    message = str(error)
-    if isinstance(body, (str, bytes)):
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
-            message = parsed["message"]
-    return clipped(message, limit)
 
 
 def _export_queue_metrics(gangs: list[QueuedGang]) -> None:

@@ -44,7 +44,8 @@ def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
 
 
 _CHILD_METADATA = (
-    "name", "namespace", "labels", "annotations", "creationTimestamp", "deletionTimestamp",
+    "name", "namespace", "labels", "annotations", "ownerReferences", "creationTimestamp",
+    "deletionTimestamp",
 )  # fmt: skip
 
 
