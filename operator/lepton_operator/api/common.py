@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue
 
 from lepton_operator.api.base import (
     LIST_MAX,
     NAME_MAX,
+    OBJECT_NAME_PATTERN,
     URI_MAX,
     LeptonModel,
     LocalObjectReference,
@@ -56,7 +57,9 @@ class SchedulingSpec(LeptonModel):
     """How `auto` chooses a pool: binpack (best fit: the nodes the workers land on keep the
     fewest GPUs free, so whole nodes stay free for large workers), least-loaded (lowest
     allocation ratio) or spread (most GPUs left free)."""
-    priority_class_name: str | None = Field(default=None, max_length=NAME_MAX)
+    priority_class_name: str | None = Field(
+        default=None, max_length=NAME_MAX, pattern=OBJECT_NAME_PATTERN
+    )
     """PriorityClass for the pods (preemption and queue order)."""
     queue_name: str | None = Field(default=None, max_length=NAME_MAX)
     """Kueue LocalQueue: when set, Kueue admits the job instead of the operator."""
@@ -93,12 +96,45 @@ class WorkerResources(LeptonModel):
     """Memory request and limit of each worker."""
 
 
+# Label and annotation keys: an optional DNS-subdomain prefix and '/', then a name of at most 63
+# characters; label values: at most 63, alphanumeric at both ends. The API server checks them
+# on the pods; checked here too, a bad one is refused at admission, naming the field.
+POD_METADATA_MAX = 64
+_KEY_PREFIX = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[^/]*$"
+_KEY_NAME = r"(^|/)[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+_KEY_MESSAGE = (
+    "keys must be a name of at most 63 letters, digits, '-', '_' or '.' (alphanumeric at both "
+    "ends), optionally prefixed by a DNS subdomain and '/', as in example.com/team"
+)
+# Two rules, not one: each stays within the API server's CEL cost budget for a rule.
+_KEYS_ARE_QUALIFIED: list[JsonValue] = [
+    {"rule": f"self.all(k, k.matches('{_KEY_PREFIX}'))", "message": _KEY_MESSAGE},
+    {"rule": f"self.all(k, k.matches('{_KEY_NAME}'))", "message": _KEY_MESSAGE},
+]
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
 class PodMetadata(LeptonModel):
     """Extra metadata for every pod of the workload (service meshes, cost attribution, ...)."""
 
-    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=POD_METADATA_MAX,
+        json_schema_extra={
+            "maxProperties": POD_METADATA_MAX,
+            "x-kubernetes-validations": _KEYS_ARE_QUALIFIED,
+        },
+    )
     """Labels added to each pod; Lepton's own labels win on a clash."""
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=POD_METADATA_MAX,
+        json_schema_extra={
+            "maxProperties": POD_METADATA_MAX,
+            "x-kubernetes-validations": _KEYS_ARE_QUALIFIED,
+        },
+    )
     """Annotations added to each pod."""
 
 
