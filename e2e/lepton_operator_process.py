@@ -89,6 +89,12 @@ class OperatorProcess:
             text: str = response.read().decode()
             return text
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all, as when a node dies or the OOM killer strikes."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
