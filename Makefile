@@ -41,7 +41,7 @@ $(VENV_READY): $(LOCK) pyproject.toml | $(UV)
 	rm -rf $(VENV)/.base-install
 	$(UV) venv --quiet --python $(PY) $(VENV)/.base-install
 	$(UV) pip install --quiet --python $(VENV)/.base-install/bin/python -c $(LOCK) -b $(LOCK) .
-	rm -rf $(VENV)/.base-install
+	rm -rf $(VENV)/.base-install build  # build/: setuptools' in-tree leftovers of that install
 	touch $@
 
 setup: $(VENV_READY) ## create .venv from requirements.lock (every extra) with lepton editable

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from lepton_operator.scheduling.placement import GPU_TAINT_KEY
-from lepton_operator.scheduling.views import MetaView, PodView, Quantity, View, count
+from lepton_operator.scheduling.views import PodView, Quantity, View, count
 
 # Taints that keep Lepton's pods off a node: they tolerate the GPU taint only.
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -63,14 +63,22 @@ class _NodeStatus(View):
     allocatable: dict[str, Quantity] = Field(default_factory=dict)
 
 
-class _Node(View):
-    metadata: MetaView = Field(default_factory=MetaView)
+class _NodeMeta(View):
+    name: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NodeView(View):
+    """What the inventory reads of a Node (parse once, keep: the admission view does). Only
+    that: a change to anything else (annotations, conditions) compares equal."""
+
+    metadata: _NodeMeta = Field(default_factory=_NodeMeta)
     spec: _NodeSpec = Field(default_factory=_NodeSpec)
     status: _NodeStatus = Field(default_factory=_NodeStatus)
 
 
 def build_inventory(
-    nodes: Iterable[dict[str, Any]], pods: Iterable[PodView], labels: InventoryLabels
+    nodes: Iterable[dict[str, Any] | NodeView], pods: Iterable[PodView], labels: InventoryLabels
 ) -> list[GpuNode]:
     """Every node that names a pool, has GPUs and takes Lepton's pods, with its GPUs in use."""
     used: dict[str, int] = {}
@@ -84,7 +92,7 @@ def build_inventory(
                 pinned[node_name] = pinned.get(node_name, 0) + gpus
     inventory = []
     for raw in nodes:
-        node = _Node.model_validate(raw)
+        node = raw if isinstance(raw, NodeView) else NodeView.model_validate(raw)
         pool_label = next((k for k in labels.pool_labels if k in node.metadata.labels), None)
         allocatable = count(node.status.allocatable.get(labels.gpu_resource))
         if pool_label is None or allocatable <= 0 or not _takes_lepton_pods(node.spec):

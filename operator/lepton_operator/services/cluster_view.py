@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lepton_operator.scheduling.inventory import NodeView
 from lepton_operator.scheduling.views import PodView
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
@@ -27,20 +28,16 @@ def _key(item: dict[str, Any]) -> Key:
 class Snapshot:
     """One consistent copy of the view for one pass of decisions."""
 
-    nodes: list[dict[str, Any]]
+    nodes: list[NodeView]
     pods: list[PodView]
     pytorchjobs: list[dict[str, Any]]
     deployments: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _trimmed_node(item: dict[str, Any]) -> dict[str, Any]:
-    """What the inventory reads of a node; its image list and conditions would be most of it."""
-    metadata = item.get("metadata", {})
-    return {
-        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
-        "spec": item.get("spec") or {},
-        "status": {"allocatable": (item.get("status") or {}).get("allocatable") or {}},
-    }
+def _parsed_node(item: dict[str, Any]) -> NodeView:
+    """What the inventory reads of a node, parsed once here rather than on every pass (its
+    image list and conditions, most of a Node, are dropped)."""
+    return NodeView.model_validate(item)
 
 
 _CHILD_METADATA = (
@@ -109,7 +106,7 @@ class ClusterView:
             return pod if pod.gpus(gpu_resource) > 0 and not pod.finished else None
 
         self._stores = {
-            "Node": _Store(_trimmed_node),
+            "Node": _Store(_parsed_node),
             "Pod": _Store(gpu_pod),
             "PyTorchJob": _Store(
                 lambda item: _trimmed_child(item, ("pytorchReplicaSpecs", "runPolicy"))
