@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -17,10 +18,23 @@ MAX_BYTES = 4096
 
 
 def write_termination_message(path: str, text: str) -> None:
-    """Best effort: a missing /dev/termination-log (running locally) must not fail the run."""
+    """Best effort: a missing /dev/termination-log (running locally) must not fail the run.
+
+    Written whole or not at all: run locally, every rank of a torchrun job shares one path,
+    and two plain writes of summaries of different lengths interleave into invalid JSON. So
+    the text goes to a file of this process's own and replaces the message in one step; where
+    that cannot be done (the kubelet bind-mounts /dev/termination-log), it is written in place.
+    """
+    target = Path(path)
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            scratch.write_text(text)
+            scratch.replace(target)
+        except OSError:
+            scratch.unlink(missing_ok=True)
+            target.write_text(text)
     except OSError as error:
         log.warning("cannot write termination message to %s: %s", path, error)
 

@@ -31,3 +31,16 @@ def test_unwritable_path_does_not_fail(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     write_termination_message(str(blocker / "sub" / "termination"), "reason")
+
+
+def test_a_message_replaces_the_last_one_whole_never_in_place(tmp_path: Path) -> None:
+    # `lepton run` gives every torchrun rank the same path, and their summaries differ in
+    # length: written in place, a shorter one over a longer one leaves the longer one's tail.
+    path = tmp_path / "termination.json"
+    longer = json.dumps({"rank": 1, "pad": "x" * 100})
+    write_termination_message(str(path), longer)
+    with path.open() as reader:  # a reader of the last message, mid-way
+        write_termination_message(str(path), json.dumps({"rank": 0}))
+        assert reader.read() == longer  # it still holds the whole of the last one
+    assert json.loads(path.read_text()) == {"rank": 0}
+    assert [p.name for p in tmp_path.iterdir()] == ["termination.json"]  # no scratch left
