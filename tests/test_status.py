@@ -24,6 +24,7 @@ from lepton_operator.status import (
     derive_job_core,
     parse_summary,
     preempted_conditions,
+    preemption_message,
     set_condition,
     training_results,
     transition_event,
@@ -297,3 +298,16 @@ def test_a_preempted_job_says_so_while_queued_and_is_readmitted_after() -> None:
     assert (preempted.status, preempted.reason) == ("False", "Readmitted")
     assert "team/high" in preempted.message
     assert _by_type(readmitted.conditions)["Admitted"] == "True"
+
+
+def test_a_preemption_message_says_who_and_whether_the_job_resumes() -> None:
+    resumed = preemption_message("LeptonTrainingJob team/high", 1000, resumes=True)
+    assert resumed == (
+        "preempted by LeptonTrainingJob team/high (priority 1000); queued again, it resumes "
+        "from its newest checkpoint when admitted again"
+    )
+    why = "checkpoints need a pvc:// output"
+    assert preemption_message("x", 1, resumes=why).endswith(
+        f"starts over when admitted again ({why})"
+    )
+    assert preemption_message("x", 1, resumes=False).endswith("starts over when admitted again")

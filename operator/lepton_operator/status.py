@@ -184,6 +184,17 @@ def derive_job_core(
     )
 
 
+def preemption_message(preemptor: str, priority: int, resumes: bool | str) -> str:
+    """What an evicted job's status says: who evicted it, and how it carries on (`resumes`:
+    True, or why it starts over)."""
+    after = (
+        "it resumes from its newest checkpoint when admitted again"
+        if resumes is True
+        else f"it starts over when admitted again{f' ({resumes})' if resumes else ''}"
+    )
+    return f"preempted by {preemptor} (priority {priority}); queued again, {after}"
+
+
 def preempted_conditions(
     previous: list[Condition], generation: int, message: str, now: datetime
 ) -> list[Condition]:

@@ -91,12 +91,18 @@ def render_dataset(dataset: DatasetSpec, layout: StorageLayout) -> RuntimeDatase
     return RuntimeDataset(uri=layout.to_runtime_uri(dataset.uri))
 
 
+def checkpoint_directory(spec: TrainingJobSpec, layout: StorageLayout) -> str | None:
+    """Where a job's checkpoints go, in the pods: under its output. Checkpoints need a
+    filesystem shared by restarts, so remote outputs get none."""
+    root = layout.to_local_path(spec.output.uri)
+    return f"{root}/{CHECKPOINT_SUBDIR}" if root else None
+
+
 def render_train_config(
     spec: TrainingJobSpec, layout: StorageLayout, runtime: RuntimeOptions
 ) -> TrainConfig:
     """The `train` contract of a LeptonTrainingJob."""
     output = layout.to_runtime_uri(spec.output.uri)
-    checkpoint_dir = layout.to_local_path(spec.output.uri)
     hyper = spec.hyperparameters
     return TrainConfig(
         model=render_model(spec.model),
@@ -110,8 +116,7 @@ def render_train_config(
             seed=hyper.seed,
         ),
         checkpoint=RuntimeCheckpoint(
-            # Checkpoints need a filesystem shared by restarts; remote outputs get none.
-            dir=f"{checkpoint_dir}/{CHECKPOINT_SUBDIR}" if checkpoint_dir else None,
+            dir=checkpoint_directory(spec, layout),
             every_steps=spec.checkpoint.every_steps,
             resume=spec.checkpoint.resume,
         ),

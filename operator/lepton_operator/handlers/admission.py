@@ -88,29 +88,27 @@ def apply_when_admitted(
     config = settings()
     gpus, scheduling = ask.gpus_per_worker, ask.scheduling
     queue = admission_queue()
-    priority = _priority(scheduling.priority_class_name)
 
-    def apply_all(placement: Placement) -> None:
+    def apply_all(placement: Placement, priority: int | None = None) -> None:
         for manifest in render(placement):
-            is_child = manifest.get("kind") == ask.child_kind
-            k8s.apply(stamp_priority(manifest, priority) if is_child else manifest)
-
-    def start(placement: Placement) -> None:
-        apply_all(placement)
-        report(None)
+            if priority is not None and manifest.get("kind") == ask.child_kind:
+                manifest = stamp_priority(manifest, priority)  # noqa: PLW2901 - the stamped copy
+            k8s.apply(manifest)
 
     requested = requested_placement(
         scheduling.node_pool, ask.gpu_type, gpus, config.pool_label, config.gpu_product_label
     )
     try:
         if gpus == 0 or scheduling.queue_name is not None:
-            apply_all(requested)
+            apply_all(requested)  # not the operator's to admit, nor to preempt: no priority
             return "applied"
+        # Only a job the operator admits needs its priority (a PriorityClass read).
+        priority = _priority(scheduling.priority_class_name)
         existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
         if existing is not None:
             queue.forget(job)
             pool = label_of(existing, POOL_LABEL)
-            apply_all(kept_placement(pool, child_node_selector(existing), gpus))
+            apply_all(kept_placement(pool, child_node_selector(existing), gpus), priority)
             return "applied"
     except k8s.RejectedError as rejected:
         return Blocker("ChildrenRejected", f"the API server refused {rejected}")
@@ -128,6 +126,11 @@ def apply_when_admitted(
         # Waiting counts from creation, so an operator restart does not reset it.
         queued_at=datetime.fromisoformat(job.created).timestamp() if job.created else time.time(),
     )
+
+    def start(placement: Placement) -> None:
+        apply_all(placement, priority)
+        report(None)
+
     queue.submit(
         QueueEntry(
             gang, ask.child_name, start, report, requested, gpu_type=ask.gpu_type,

@@ -16,7 +16,7 @@ from lepton_operator.api.compression import (
 from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus, TrainingResults
 from lepton_operator.builders.jobs import compression_job_name, training_job_name
 from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
-from lepton_operator.builders.runtime_config import StorageLayout
+from lepton_operator.builders.runtime_config import StorageLayout, checkpoint_directory
 from lepton_operator.handlers.context import fetch, now, publish_status, settings
 from lepton_operator.observe import (
     first_replica_message,
@@ -33,6 +33,7 @@ from lepton_operator.status import (
     derive_job_core,
     parse_summary,
     preempted_conditions,
+    preemption_message,
     training_results,
 )
 from lepton_runtime.contract import CompressSummary, TrainSummary
@@ -139,43 +140,31 @@ def mark_preempted(kind: str, namespace: str, name: str, by: QueuedGang) -> None
     body = fetch(kind, namespace, name)
     if body is None:
         return
-    preemptor = by.job
-    why = (
-        f"preempted by {preemptor.kind} {preemptor.namespace}/{preemptor.name} (priority "
-        f"{by.priority}); queued again"
+    job = (LeptonTrainingJob if kind == "LeptonTrainingJob" else LeptonCompression).model_validate(
+        body
     )
-    job: LeptonTrainingJob | LeptonCompression
-    if kind == "LeptonTrainingJob":
-        job = LeptonTrainingJob.model_validate(body)
-        spec = job.spec
-        checkpoints = StorageLayout(settings().pvc_mount_root).to_local_path(spec.output.uri)
-        if not spec.checkpoint.resume:
-            why += ", it starts over when admitted again (spec.checkpoint.resume is false)"
-        elif checkpoints is None:
-            why += ", it starts over when admitted again (checkpoints need a pvc:// output)"
-        else:
-            why += ", it resumes from its newest checkpoint when admitted again"
-    else:
-        job = LeptonCompression.model_validate(body)
-        why += ", it starts over when admitted again"
     previous = job.status
     if previous is None:
         return
-    status = previous.model_copy(
-        update={
-            "conditions": preempted_conditions(
-                previous.conditions, job.metadata.generation, why, now()
-            ),
-            "gpus": 0,
-        }
-        if kind == "LeptonTrainingJob"
-        else {
-            "conditions": preempted_conditions(
-                previous.conditions, job.metadata.generation, why, now()
-            )
-        }
+    resumes: bool | str = False
+    update: dict[str, Any] = {}
+    if isinstance(job, LeptonTrainingJob):
+        layout = StorageLayout(settings().pvc_mount_root)
+        if not job.spec.checkpoint.resume:
+            resumes = "spec.checkpoint.resume is false"
+        elif checkpoint_directory(job.spec, layout) is None:
+            resumes = "checkpoints need a pvc:// output"
+        else:
+            resumes = True
+        update["gpus"] = 0
+    preemptor = by.job
+    why = preemption_message(
+        f"{preemptor.kind} {preemptor.namespace}/{preemptor.name}", by.priority, resumes
     )
-    publish_status(body, previous, status, previous.phase)
+    update["conditions"] = preempted_conditions(
+        previous.conditions, job.metadata.generation, why, now()
+    )
+    publish_status(body, previous, previous.model_copy(update=update), previous.phase)
     kopf.event(cast(kopf.Body, body), type="Warning", reason="Preempted", message=why)
 
 

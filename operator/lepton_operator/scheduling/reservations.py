@@ -8,7 +8,7 @@ operator sees exactly what the one before it admitted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -45,14 +45,24 @@ class _Status(View):
     conditions: list[_Condition] = Field(default_factory=list)
 
 
-class _PyTorchJob(View):
+class PyTorchJobView(View):
+    """What reservations and preemption read of a PyTorchJob (the admission view keeps these)."""
+
     metadata: MetaView = Field(default_factory=MetaView)
     spec: _Spec = Field(default_factory=_Spec)
     status: _Status = Field(default_factory=_Status)
 
 
+ViewT = TypeVar("ViewT", bound=View)
+
+
+def _parsed(view: type[ViewT], raw: dict[str, Any] | ViewT) -> ViewT:
+    """Objects as listed (dicts) or as the admission view keeps them (parsed once)."""
+    return raw if isinstance(raw, view) else view.model_validate(raw)
+
+
 def reservations_from(
-    pytorchjobs: Iterable[dict[str, Any]],
+    pytorchjobs: Iterable[dict[str, Any] | PyTorchJobView],
     pods: Iterable[PodView],
     pool_label: str,
     gpu_product_label: str,
@@ -75,7 +85,7 @@ def reservations_from(
         counts[key] = counts.get(key, 0) + 1
     reservations = []
     for raw in pytorchjobs:
-        job = _PyTorchJob.model_validate(raw)
+        job = _parsed(PyTorchJobView, raw)
         pool = job.metadata.labels.get(pool_label)
         true_conditions = {c.type for c in job.status.conditions if c.status == "True"}
         # A job being deleted (its namespace too, maybe) makes no new pods: it holds nothing.
@@ -114,7 +124,9 @@ class _DeploymentSpec(View):
     template: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Deployment(View):
+class DeploymentView(View):
+    """What reservations read of an endpoint's Deployment (the admission view keeps these)."""
+
     metadata: MetaView = Field(default_factory=MetaView)
     spec: _DeploymentSpec = Field(default_factory=_DeploymentSpec)
 
@@ -124,7 +136,7 @@ JOB_KINDS = ("LeptonTrainingJob", "LeptonCompression")
 
 
 def deployment_reservations(
-    deployments: Iterable[dict[str, Any]],
+    deployments: Iterable[dict[str, Any] | DeploymentView],
     pods: Iterable[PodView],
     pool_label: str,
     gpu_product_label: str,
@@ -141,7 +153,7 @@ def deployment_reservations(
             bound[key] = bound.get(key, 0) + 1
     reservations = []
     for raw in deployments:
-        deployment = _Deployment.model_validate(raw)
+        deployment = _parsed(DeploymentView, raw)
         meta = deployment.metadata
         pool, owner = meta.labels.get(pool_label), meta.labels.get(ENDPOINT_LABEL)
         if pool is None or owner is None or meta.deletion_timestamp is not None:
@@ -172,7 +184,7 @@ def _priority(annotations: dict[str, str]) -> int:
 
 
 def running_gangs(
-    pytorchjobs: Iterable[dict[str, Any]],
+    pytorchjobs: Iterable[dict[str, Any] | PyTorchJobView],
     pods: Iterable[PodView],
     reservations: Iterable[Reservation],
     pool_label: str,
@@ -191,7 +203,7 @@ def running_gangs(
     reserved = {(r.namespace, r.job): r for r in reservations if r.job is not None}
     gangs = []
     for raw in pytorchjobs:
-        job = _PyTorchJob.model_validate(raw)
+        job = _parsed(PyTorchJobView, raw)
         meta = job.metadata
         pool = meta.labels.get(pool_label)
         owner = controller_of(meta, JOB_KINDS)  # not the label: it may be a shortened name
@@ -225,9 +237,9 @@ def child_node_selector(child: dict[str, Any]) -> dict[str, str]:
     """The nodeSelector a child's pods were given: a PyTorchJob's master's (all replicas
     share it), or a Deployment's template's."""
     if child.get("kind") == "Deployment":
-        template = _Deployment.model_validate(child).spec.template
+        template = DeploymentView.model_validate(child).spec.template
         return dict(PodView.model_validate(template).spec.node_selector)
-    specs = _PyTorchJob.model_validate(child).spec.pytorch_replica_specs
+    specs = PyTorchJobView.model_validate(child).spec.pytorch_replica_specs
     replica = specs.get("Master") or next(iter(specs.values()), None)
     if replica is None:
         return {}

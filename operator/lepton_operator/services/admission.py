@@ -398,16 +398,14 @@ class AdmissionQueue:
         A handler runs at least once and may enqueue a job again just after the owner admitted
         it; its child (or the assumed reservation) says so, and it leaves the queue.
         """
-        existing: set[ChildKey] = set()
-        for kind, children in (
-            ("PyTorchJob", snapshot.pytorchjobs),
-            ("Deployment", snapshot.deployments),
-        ):
-            existing |= {
-                (kind, str(meta.get("namespace")), str(meta.get("name")))
-                for child in children
-                if isinstance(meta := child.get("metadata"), dict)
-            }
+        existing: set[ChildKey] = {
+            (kind, child.metadata.namespace, child.metadata.name)
+            for kind, children in (
+                ("PyTorchJob", snapshot.pytorchjobs),
+                ("Deployment", snapshot.deployments),
+            )
+            for child in children
+        }
         now = self._clock()
         with self._lock:
             existing |= set(self._assumed)

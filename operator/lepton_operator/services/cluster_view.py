@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lepton_operator.scheduling.inventory import NodeView
+from lepton_operator.scheduling.reservations import DeploymentView, PyTorchJobView
 from lepton_operator.scheduling.views import PodView
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
@@ -30,38 +31,14 @@ class Snapshot:
 
     nodes: list[NodeView]
     pods: list[PodView]
-    pytorchjobs: list[dict[str, Any]]
-    deployments: list[dict[str, Any]] = field(default_factory=list)
+    pytorchjobs: list[PyTorchJobView]
+    deployments: list[DeploymentView] = field(default_factory=list)
 
 
 def _parsed_node(item: dict[str, Any]) -> NodeView:
     """What the inventory reads of a node, parsed once here rather than on every pass (its
     image list and conditions, most of a Node, are dropped)."""
     return NodeView.model_validate(item)
-
-
-_CHILD_METADATA = (
-    "name", "namespace", "labels", "annotations", "ownerReferences", "creationTimestamp",
-    "deletionTimestamp",
-)  # fmt: skip
-
-
-def _trimmed_child(item: dict[str, Any], spec_keys: tuple[str, ...]) -> dict[str, Any]:
-    """What reservations and preemption read of a child: identity, size, template, and
-    (PyTorchJobs) whether it finished. Without resourceVersion, timestamps of conditions and
-    replica counters, an update that changes none of it compares equal and wakes no pass."""
-    metadata = item.get("metadata", {})
-    spec = item.get("spec") or {}
-    conditions = (item.get("status") or {}).get("conditions") or []
-    trimmed: dict[str, Any] = {
-        "metadata": {k: metadata[k] for k in _CHILD_METADATA if metadata.get(k) is not None},
-        "spec": {key: spec[key] for key in spec_keys if key in spec},
-    }
-    if conditions:
-        trimmed["status"] = {
-            "conditions": [{"type": c.get("type"), "status": c.get("status")} for c in conditions]
-        }
-    return trimmed
 
 
 class _Store:
@@ -108,10 +85,11 @@ class ClusterView:
         self._stores = {
             "Node": _Store(_parsed_node),
             "Pod": _Store(gpu_pod),
-            "PyTorchJob": _Store(
-                lambda item: _trimmed_child(item, ("pytorchReplicaSpecs", "runPolicy"))
-            ),
-            "Deployment": _Store(lambda item: _trimmed_child(item, ("replicas", "template"))),
+            # Parsed once, to what admission reads: an update that changes none of it (a
+            # resourceVersion, a condition's timestamp, replica counters) compares equal and
+            # wakes no pass.
+            "PyTorchJob": _Store(PyTorchJobView.model_validate),
+            "Deployment": _Store(DeploymentView.model_validate),
         }
 
     def replace(
