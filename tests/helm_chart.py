@@ -61,10 +61,9 @@ OPERATOR_NEEDS: tuple[Grant, ...] = (
     Grant("apps", "deployments", OWN, "endpoint child (Triton); watched"),
     Grant("autoscaling", "horizontalpodautoscalers", OWN, "endpoint child, deleted when dropped"),
     Grant("policy", "poddisruptionbudgets", OWN, "endpoint child, deleted when dropped"),
-    Grant("", "pods", READ, "master pod's termination message -> results"),
+    Grant("", "pods", READ, "termination message -> results; why a pod cannot start"),
     Grant("", "persistentvolumeclaims", ("get",), "pvc:// claim exists?"),
-    Grant("", "secrets", ("get",), "secretRef / pull secret exists? (never list/watch)"),
-    Grant("", "events", ("create",), "Kopf posts Events"),
+    Grant("", "events", ("list", "watch", "create"), "Kopf posts; pod creations refused"),
 )
 
 # Cluster-scoped, in every mode: Kopf lists, then watches CRDs to notice resources come and go;
@@ -83,6 +82,8 @@ KOPF_NAMESPACED_MODE_NEEDS: tuple[Grant, ...] = (
 
 # What the operator must never be able to do, whatever the mode.
 FORBIDDEN: tuple[tuple[str, str, str], ...] = (
+    # No Secret at all: a missing one is read from the pods' state (pod_problems.py).
+    ("", "secrets", "get"),
     ("", "secrets", "list"),
     ("", "secrets", "watch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "delete"),

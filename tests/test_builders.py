@@ -248,4 +248,7 @@ def test_pod_metadata_reaches_the_pods_without_overriding_lepton_labels() -> Non
     template = manifests["PyTorchJob"]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
     assert template["metadata"]["labels"]["team"] == "vision"
     assert template["metadata"]["labels"]["lepton.ai/trainingjob"] == "mnist"
-    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert template["metadata"]["annotations"] == {
+        "sidecar.istio.io/inject": "false",
+        "lepton.ai/owner": "LeptonTrainingJob/mnist",  # the pod watch reports to its owner
+    }

@@ -99,7 +99,10 @@ def termination_message(pod: dict[str, Any] | None, container: str) -> str | Non
 
 
 def observe_pytorchjob(
-    pytorchjob: dict[str, Any] | None, failure_message: str | None, blocker: Blocker | None
+    pytorchjob: dict[str, Any] | None,
+    failure_message: str | None,
+    blocker: Blocker | None,
+    stuck_pod: Blocker | None = None,
 ) -> JobObservation:
     if blocker is not None:
         return JobObservation(blocker=blocker)
@@ -114,11 +117,12 @@ def observe_pytorchjob(
         start_time=status.start_time,
         completion_time=status.completion_time,
         failure_message=failure_message,
+        stuck_pod=stuck_pod,
     )
 
 
 def observe_deployment(
-    deployment: dict[str, Any] | None, blocker: Blocker | None
+    deployment: dict[str, Any] | None, blocker: Blocker | None, stuck_pod: Blocker | None = None
 ) -> DeploymentObservation:
     if blocker is not None:
         return DeploymentObservation(blocker=blocker)
@@ -135,6 +139,7 @@ def observe_deployment(
         updated_replicas=status.updated_replicas,
         generation_observed=status.observed_generation >= generation,
         conditions=tuple(c.observed() for c in status.conditions),
+        stuck_pod=stuck_pod,
     )
 
 

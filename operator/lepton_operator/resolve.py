@@ -5,6 +5,8 @@ Pure: the handler fetches the referenced resource, these functions decide.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lepton_operator.api.common import DatasetSpec, ModelSourceRefs
 from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.api.training import LeptonTrainingJob
@@ -52,6 +54,36 @@ def source_blocker(
             "WaitingForSource", f"waiting for {kind} {name!r} to succeed (it is {phase})"
         )
     return None
+
+
+CYCLE_SEARCH_LIMIT = 32  # hops; a longer chain of compressions is not worth following
+
+
+def reference_cycle(start: str, next_of: Callable[[str], str | None]) -> list[str] | None:
+    """The names around a cycle of compressionRefs that leads back to `start`
+    (`[a, b, a]`), or None. None of the resources on a cycle can ever start, so waiting on
+    one is reported as the cycle, not as "waiting for the source"."""
+    chain = [start]
+    current: str | None = start
+    while len(chain) <= CYCLE_SEARCH_LIMIT:
+        current = next_of(chain[-1])
+        if current is None:
+            return None
+        chain.append(current)
+        if current == start:
+            return chain
+        if current in chain[:-1]:
+            return None  # a cycle further on, not through `start`: its members report it
+    return None
+
+
+def cycle_blocker(cycle: list[str]) -> Blocker:
+    path = " -> ".join(cycle)
+    return Blocker(
+        "SourceCycle",
+        f"spec.source.compressionRef leads back to this compression ({path}): none of them "
+        f"can start; point one of them at a trainingJobRef or a modelURI",
+    )
 
 
 def source_model_uri(found: SourceResource) -> str:

@@ -67,6 +67,8 @@ class JobObservation:
     start_time: datetime | None = None
     completion_time: datetime | None = None
     failure_message: str | None = None
+    # A pod of the job that cannot start (pod_problems.py): what the user must fix.
+    stuck_pod: Blocker | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,12 @@ def derive_job_core(
     message = deciding.message if deciding and deciding.message else f"job is {phase.lower()}"
     if phase == "Failed" and observed.failure_message:
         message = observed.failure_message
-    put("Ready", "True", "ChildrenCreated", "the PyTorchJob exists")
+    stuck = observed.stuck_pod if phase in ("Pending", "Running") else None
+    if stuck is not None:
+        message = stuck.message
+        put("Ready", "False", stuck.reason, stuck.message)
+    else:
+        put("Ready", "True", "ChildrenCreated", "the PyTorchJob exists")
     if observed.pool is not None:
         put("Admitted", "True", "Admitted", f"admitted to node pool {observed.pool!r}")
     preempted = next((c for c in previous if c.type == "Preempted"), None)
@@ -279,6 +286,7 @@ class DeploymentObservation:
     updated_replicas: int = 0
     generation_observed: bool = True
     conditions: tuple[ObservedCondition, ...] = field(default=())
+    stuck_pod: Blocker | None = None  # a replica that cannot start (pod_problems.py)
 
 
 @dataclass(frozen=True)
@@ -308,7 +316,11 @@ def derive_endpoint_core(
         put("Ready", "Unknown", "Creating", "creating the Triton Deployment")
         return EndpointCore("Pending", book.conditions, "creating the Triton Deployment")
 
-    put("Ready", "True", "ChildrenCreated", "the Triton Deployment exists")
+    stuck = observed.stuck_pod if observed.ready_replicas < observed.desired_replicas else None
+    if stuck is not None:
+        put("Ready", "False", stuck.reason, stuck.message)
+    else:
+        put("Ready", "True", "ChildrenCreated", "the Triton Deployment exists")
     if observed.pool is not None:
         put("Admitted", "True", "Admitted", f"admitted to node pool {observed.pool!r}")
     by_type = {c.type: c for c in observed.conditions}
@@ -345,7 +357,9 @@ def derive_endpoint_core(
         stalled.message if deadline_exceeded and stalled else replicas_text,
     )
     state: EndpointPhase = "Degraded" if degraded else "Available" if serving else "Progressing"
-    return EndpointCore(state, book.conditions, replicas_text)
+    return EndpointCore(
+        state, book.conditions, f"{replicas_text}; {stuck.message}" if stuck else replicas_text
+    )
 
 
 PhaseEvent = tuple[Literal["Normal", "Warning"], str, str]

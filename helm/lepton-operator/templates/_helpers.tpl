@@ -87,7 +87,10 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
-# A finished job's master pod carries the runtime's summary in its termination message.
+# A finished job's master pod carries the runtime's summary in its termination message; the
+# pods of Lepton's children are watched for what keeps them from starting (a missing Secret,
+# an image that cannot be pulled), which is how the operator reports those without reading
+# Secrets: it has no access to Secrets at all.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
@@ -95,18 +98,12 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get]
-# Secrets: `get` by name ONLY. The operator checks that the Secrets a resource names (secretRef,
-# image pull secrets) exist, so the user reads SecretNotFound in the status instead of pods
-# stuck in ContainerCreating. RBAC cannot grant "exists" without the data, so `get` is the
-# narrowest verb. No list/watch: those would hand over every Secret in the namespace, also
-# the ones no Lepton resource names. The operator never copies Secret data anywhere.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
-# Kopf posts Events (core v1, always new objects) for phase changes and handler errors.
+# Kopf posts Events (core v1, always new objects) for phase changes and handler errors. The
+# operator watches the controllers' pod-creation Events: a pod the API server refuses (a Pod
+# Security level, a ResourceQuota) never exists, and only that Event says why.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [list, watch, create]
 {{- end }}
 
 {{/* Cluster-scoped permissions Kopf needs in every mode, and in namespaced mode. */}}

@@ -12,7 +12,12 @@ from typing import Any
 
 from lepton_operator.api.base import SecretReference
 from lepton_operator.api.endpoint import LeptonEndpoint
-from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
+from lepton_operator.builders.meta import (
+    POOL_LABEL,
+    child_labels,
+    child_metadata,
+    owner_annotation,
+)
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
     CONFIG_PATH,
@@ -194,7 +199,9 @@ def render_deployment(
         },
         "template": {
             "metadata": template_metadata(
-                child_labels("LeptonEndpoint", endpoint.metadata, COMPONENT), spec.pod_metadata
+                child_labels("LeptonEndpoint", endpoint.metadata, COMPONENT),
+                owner_annotation("LeptonEndpoint", endpoint.metadata),
+                spec.pod_metadata,
             ),
             "spec": pod_spec,
         },

@@ -20,6 +20,20 @@ POOL_LABEL = "lepton.ai/pool"
 # The admission's priority (its PriorityClass's value then), stamped on the child admission
 # creates: preemption compares priorities without reading PriorityClasses, after a restart too.
 PRIORITY_ANNOTATION = "lepton.ai/priority"
+# On every pod template: the Lepton resource that owns the pod, `<Kind>/<name>`. The pod watch
+# reports a pod that cannot start to that resource's status without following ownerReferences
+# up through a PyTorchJob or a ReplicaSet (label values may hold a shortened name).
+OWNER_ANNOTATION = "lepton.ai/owner"
+
+
+def owner_annotation(kind: str, meta: ObjectMeta) -> dict[str, str]:
+    return {OWNER_ANNOTATION: f"{kind}/{meta.name}"}
+
+
+def owner_from_annotation(annotations: dict[str, str]) -> tuple[str, str] | None:
+    """(kind, name) from a pod's owner annotation; None when it has none (or a bad one)."""
+    kind, slash, name = annotations.get(OWNER_ANNOTATION, "").partition("/")
+    return (kind, name) if slash and kind in OWNER_LABELS and name else None
 
 
 def child_labels(kind: str, meta: ObjectMeta, component: str) -> dict[str, str]:

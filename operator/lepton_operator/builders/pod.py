@@ -100,13 +100,15 @@ def container_resources(
     return {"requests": requests, "limits": limits}
 
 
-def template_metadata(own_labels: dict[str, str], extra: PodMetadata) -> dict[str, Any]:
-    """Pod template metadata: the user's labels and annotations, Lepton's labels on top (the
-    operator and the Services select pods by them)."""
-    metadata: dict[str, Any] = {"labels": {**extra.labels, **own_labels}}
-    if extra.annotations:
-        metadata["annotations"] = dict(extra.annotations)
-    return metadata
+def template_metadata(
+    own_labels: dict[str, str], own_annotations: dict[str, str], extra: PodMetadata
+) -> dict[str, Any]:
+    """Pod template metadata: the user's labels and annotations, Lepton's on top (the operator
+    and the Services select pods by the labels; the pod watch reads the owner annotation)."""
+    return {
+        "labels": {**extra.labels, **own_labels},
+        "annotations": {**extra.annotations, **own_annotations},
+    }
 
 
 def image_pull_secrets(names: list[str]) -> list[dict[str, str]]:

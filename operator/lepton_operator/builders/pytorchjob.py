@@ -13,7 +13,12 @@ from typing import Any
 from lepton_operator.api.base import ObjectMeta
 from lepton_operator.api.common import PodMetadata, RunPolicySpec, WorkerResources
 from lepton_operator.api.training import ElasticSpec
-from lepton_operator.builders.meta import POOL_LABEL, child_labels, child_metadata
+from lepton_operator.builders.meta import (
+    POOL_LABEL,
+    child_labels,
+    child_metadata,
+    owner_annotation,
+)
 from lepton_operator.builders.pod import (
     CONFIG_FILE,
     CONFIG_PATH,
@@ -130,7 +135,8 @@ def _pod_template(workload: JobWorkload) -> dict[str, Any]:
     if workload.pull_secrets:
         spec["imagePullSecrets"] = image_pull_secrets(workload.pull_secrets)
     labels = child_labels(workload.owner_kind, workload.owner, workload.component)
-    return {"metadata": template_metadata(labels, workload.pod_metadata), "spec": spec}
+    owner = owner_annotation(workload.owner_kind, workload.owner)
+    return {"metadata": template_metadata(labels, owner, workload.pod_metadata), "spec": spec}
 
 
 def _replica(replicas: int, template: dict[str, Any]) -> dict[str, Any]:

@@ -1,25 +1,35 @@
 """Children's changes flow back into their owner's status.
 
 Status changes do not trigger Kopf's create/update handlers, so the operator watches the
-children it manages (by label) and recomputes the owner's status from them. A PyTorchJob that
-went away while its job was unfinished (preempted, or deleted by hand) is made again: the job's
-reconcile puts it back in the admission queue.
+children it manages (by label), and their pods, and recomputes the owner's status from them. A
+PyTorchJob that went away while its job was unfinished (preempted, or deleted by hand) is made
+again: the job's reconcile puts it back in the admission queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from lepton_operator.builders.meta import MANAGED_BY, OWNER_LABELS
+from lepton_operator import k8s
+from lepton_operator.builders.meta import (
+    MANAGED_BY,
+    OWNER_ANNOTATION,
+    OWNER_LABELS,
+    owner_from_annotation,
+)
 from lepton_operator.handlers.compression import reconcile_compression_body
 from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
 from lepton_operator.handlers.jobs import refresh_compression_status, refresh_training_status
 from lepton_operator.handlers.training import reconcile_training_body
+from lepton_operator.pod_problems import CREATE_OUTCOMES, pod_problem
 from lepton_operator.scheduling.views import MetaView, controller_of
+from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
+from lepton_operator.services.stuck_pods import STUCK_PODS
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
@@ -27,6 +37,7 @@ ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
 REFRESH: dict[str, Callable[[dict[str, Any]], None]] = {
     TRAINING: refresh_training_status,
     COMPRESSION: refresh_compression_status,
+    "LeptonEndpoint": refresh_endpoint_status,
 }
 RECONCILE: dict[str, Callable[[dict[str, Any]], None]] = {
     TRAINING: reconcile_training_body,
@@ -48,7 +59,7 @@ def pytorchjob_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
         REFRESH[kind](found)
 
 
-def _owner(body: kopf.Body, kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+def _owner(body: Mapping[str, Any], kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
     """The Lepton resource that controls this child (by its ownerReference: the owner label
     holds a shortened name when the owner's is long), as the API server has it now."""
     meta = MetaView.model_validate(dict(body.get("metadata", {})))
@@ -72,3 +83,68 @@ def deployment_changed(body: kopf.Body, **_: Any) -> None:
     owner = _owner(body, ("LeptonEndpoint",))
     if owner is not None:
         refresh_endpoint_status(owner[1])
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, annotations={OWNER_ANNOTATION: kopf.PRESENT})
+def pod_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """A pod that cannot start (a missing Secret, an image that cannot be pulled, a crash
+    loop, no room) is reported in its owner's status, and cleared once it starts or goes."""
+    meta = body.get("metadata", {})
+    owner = owner_from_annotation(dict(meta.get("annotations") or {}))
+    namespace = str(meta.get("namespace") or "")
+    if owner is None or not namespace:
+        return
+    kind, name = owner
+    problem = None if type == "DELETED" else pod_problem(body)
+    if STUCK_PODS.record((kind, namespace, name), str(meta.get("name", "")), problem):
+        found = fetch(kind, namespace, name)
+        if found is not None:
+            REFRESH[kind](found)
+
+
+def _create_outcome(body: kopf.Body, **_: Any) -> bool:
+    involved = body.get("involvedObject") or {}
+    return body.get("reason") in CREATE_OUTCOMES.get(str(involved.get("kind")), ())
+
+
+@kopf.on.event("", "v1", "events", when=_create_outcome)
+def create_outcome_seen(body: kopf.Body, **_: Any) -> None:
+    """A controller created a child's pod, or the API server refused it (a Pod Security
+    level, a quota): the refusal goes into the owner's status until a pod is created."""
+    involved = body.get("involvedObject") or {}
+    kind, namespace, name = (str(involved.get(k) or "") for k in ("kind", "namespace", "name"))
+    failure = CREATE_OUTCOMES[kind][1]
+    refusal = str(body.get("message") or "") if body.get("reason") == failure else None
+    outcome = Outcome(_event_time(body), refusal)
+    if not REFUSED_PODS.record((kind, namespace, name), outcome):
+        return
+    if kind == "ReplicaSet":  # the endpoint's status looks it up by its Deployment
+        deployment = _controller(k8s.get("apps/v1", "ReplicaSet", namespace, name), "Deployment")
+        if deployment is None:
+            return
+        REFUSED_PODS.record(("Deployment", namespace, deployment), outcome)
+        child = k8s.get("apps/v1", "Deployment", namespace, deployment)
+        kinds: tuple[str, ...] = ("LeptonEndpoint",)
+    else:
+        child = k8s.get("kubeflow.org/v1", "PyTorchJob", namespace, name)
+        kinds = (TRAINING, COMPRESSION)
+    owner = _owner(child, kinds) if child is not None else None
+    if owner is not None:
+        REFRESH[owner[0]](owner[1])
+
+
+def _controller(obj: dict[str, Any] | None, kind: str) -> str | None:
+    if obj is None:
+        return None
+    meta = MetaView.model_validate(dict(obj.get("metadata", {})))
+    found = controller_of(meta, (kind,))
+    return found[1] if found is not None else None
+
+
+def _event_time(body: kopf.Body) -> datetime:
+    """When the Event last happened: core/v1 Events carry lastTimestamp, newer ones eventTime."""
+    meta = body.get("metadata", {})
+    text = body.get("lastTimestamp") or body.get("eventTime") or meta.get("creationTimestamp")
+    if not text:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))

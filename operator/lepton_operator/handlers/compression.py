@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -24,6 +25,8 @@ from lepton_operator.handlers.context import (
 from lepton_operator.handlers.jobs import refresh_compression_status, report_to
 from lepton_operator.resolve import (
     SourceResource,
+    cycle_blocker,
+    reference_cycle,
     source_blocker,
     source_dataset,
     source_model_uri,
@@ -33,6 +36,20 @@ from lepton_operator.resolve import (
 from lepton_operator.status import Blocker
 
 PLURAL = "leptoncompressions"
+COMPRESSION = "LeptonCompression"
+
+
+def _compression_source_in(namespace: str) -> Callable[[str], str | None]:
+    """The compression a compression's source names, if it names one (and exists)."""
+
+    def source_of(name: str) -> str | None:
+        found = fetch_source(COMPRESSION, namespace, name)
+        if not isinstance(found, LeptonCompression):
+            return None
+        reference = source_reference(found.spec.source)
+        return reference[1] if reference is not None and reference[0] == COMPRESSION else None
+
+    return source_of
 
 
 def resolve_source(
@@ -49,6 +66,9 @@ def resolve_source(
         kind, name = reference
         found = fetch_source(kind, namespace, name)
         blocker = source_blocker(kind, name, namespace, found)
+        if blocker is not None and blocker.reason == "WaitingForSource" and kind == COMPRESSION:
+            cycle = reference_cycle(compression.metadata.name, _compression_source_in(namespace))
+            blocker = cycle_blocker(cycle) if cycle is not None else blocker
         if blocker is not None:
             return None, blocker
         assert found is not None
@@ -83,7 +103,6 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
             blocker = missing_inputs(
                 compression.metadata.namespace,
                 [source.model_uri, source.dataset.uri, spec.output.uri],
-                [source.dataset.secret_ref, spec.output.secret_ref],
             )
         if source is not None and blocker is None:
             resolved = source

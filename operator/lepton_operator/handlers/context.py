@@ -16,7 +16,10 @@ from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.runtime_config import pvc_claims
 from lepton_operator.metrics import PHASE_TRANSITIONS, RECONCILE_ERRORS, RECONCILE_SECONDS
+from lepton_operator.pod_problems import explain, explain_refusal
 from lepton_operator.resolve import SourceResource
+from lepton_operator.services.refused_pods import REFUSED_PODS
+from lepton_operator.services.stuck_pods import STUCK_PODS
 from lepton_operator.settings import OperatorSettings
 from lepton_operator.status import Blocker, transition_event
 
@@ -66,13 +69,12 @@ def publish_status(
         PHASE_TRANSITIONS.labels(kind=body["kind"], phase=phase).inc()
 
 
-def missing_inputs(
-    namespace: str, uris: list[str], secrets: list[SecretReference | None]
-) -> Blocker | None:
-    """Inputs the pods would wait for forever: claims, credentials and pull secrets.
+def missing_inputs(namespace: str, uris: list[str]) -> Blocker | None:
+    """Claims the pods would wait for forever, checked up front so the user reads what to fix
+    in the status instead of finding pods stuck in Pending.
 
-    Checked up front so the user reads what to fix in the status instead of finding pods
-    stuck in Pending or ContainerCreating.
+    Secrets are not checked here: the operator reads no Secrets (not even whether one
+    exists). A missing one shows in the pods' own state, which `stuck_pod` reports.
     """
     for claim in pvc_claims(*uris):
         if not k8s.exists("v1", "PersistentVolumeClaim", namespace, claim):
@@ -81,15 +83,31 @@ def missing_inputs(
                 f"PersistentVolumeClaim {claim!r} (from a pvc:// URI) does not exist in "
                 f"namespace {namespace!r}: create it or change the URI",
             )
-    names = [s.name for s in secrets if s is not None] + list(settings().image_pull_secrets)
-    for secret in dict.fromkeys(names):
-        if not k8s.exists("v1", "Secret", namespace, secret):
-            return Blocker(
-                "SecretNotFound",
-                f"Secret {secret!r} does not exist in namespace {namespace!r}: create it or "
-                f"change the secretRef",
-            )
     return None
+
+
+def secret_fields(**fields: SecretReference | None) -> dict[str, str]:
+    """Which spec field names each Secret, e.g. secret_fields(dataset=..., output=...)."""
+    return {ref.name: f"spec.{field}.secretRef" for field, ref in fields.items() if ref}
+
+
+def stuck_pod(
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    child: tuple[str, str, str],
+    fields: dict[str, str],
+    other_secrets: str = "the secretRef that names it",
+) -> Blocker | None:
+    """Why this resource's pods cannot start: the API server refuses to create them (the
+    controller's Events on `child`, a PyTorchJob or Deployment), or one that exists is stuck
+    (its pod watch)."""
+    refusal = REFUSED_PODS.refusal(child)
+    if refusal is not None:
+        return explain_refusal(refusal)
+    problem = STUCK_PODS.first((kind, namespace, name))
+    return None if problem is None else explain(problem, namespace, fields, other_secrets)
 
 
 def retry_later(blocker: Blocker) -> kopf.TemporaryError:

@@ -30,6 +30,7 @@ from lepton_operator.handlers.context import (
     publish_status,
     retry_later,
     settings,
+    stuck_pod,
 )
 from lepton_operator.observe import observe_deployment
 from lepton_operator.resolve import source_blocker, source_model_uri, source_reference
@@ -65,7 +66,17 @@ def refresh_endpoint_status(
     previous = endpoint.status
     meta = endpoint.metadata
     deployment = None if blocker else k8s.get("apps/v1", "Deployment", meta.namespace, meta.name)
-    observation = observe_deployment(deployment, blocker)
+    deployment_key = ("Deployment", meta.namespace, meta.name)
+    from_source = "the source's spec.output.secretRef"
+    stuck = stuck_pod(
+        "LeptonEndpoint",
+        meta.namespace,
+        meta.name,
+        child=deployment_key,
+        fields={},
+        other_secrets=from_source,
+    )
+    observation = observe_deployment(deployment, blocker, stuck)
     core = derive_endpoint_core(
         previous.conditions if previous else [], meta.generation, observation, now()
     )
@@ -121,7 +132,7 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
         config, meta = settings(), endpoint.metadata
         source, blocker = resolve_source(endpoint)
         if source is not None:
-            blocker = missing_inputs(meta.namespace, [source.model_uri], [source.secret_ref])
+            blocker = missing_inputs(meta.namespace, [source.model_uri])
         if source is not None and blocker is None:
             resolved = source
             outcome = apply_when_admitted(

@@ -17,7 +17,14 @@ from lepton_operator.api.training import LeptonTrainingJob, TrainingJobStatus, T
 from lepton_operator.builders.jobs import compression_job_name, training_job_name
 from lepton_operator.builders.pytorchjob import CONTAINER_NAME, PYTORCHJOB_API_VERSION
 from lepton_operator.builders.runtime_config import StorageLayout, checkpoint_directory
-from lepton_operator.handlers.context import fetch, now, publish_status, settings
+from lepton_operator.handlers.context import (
+    fetch,
+    now,
+    publish_status,
+    secret_fields,
+    settings,
+    stuck_pod,
+)
 from lepton_operator.observe import (
     first_replica_message,
     observe_pytorchjob,
@@ -51,12 +58,14 @@ def _core(
     namespace: str,
     job_name: str,
     blocker: Blocker | None,
+    *,
+    stuck: Blocker | None,
 ) -> tuple[JobCore, JobObservation, str | None]:
     pytorchjob = None
     if blocker is None:
         pytorchjob = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
     message = _master_message(namespace, job_name) if pytorchjob_finished(pytorchjob) else None
-    observation = observe_pytorchjob(pytorchjob, message, blocker)
+    observation = observe_pytorchjob(pytorchjob, message, blocker, stuck)
     core = derive_job_core(previous_conditions, generation, observation, now())
     return core, observation, message
 
@@ -64,14 +73,23 @@ def _core(
 def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None) -> None:
     job = LeptonTrainingJob.model_validate(body)
     previous = job.status
-    generation = job.metadata.generation
+    meta, spec = job.metadata, job.spec
+    fields = secret_fields(dataset=spec.dataset.secret_ref, output=spec.output.secret_ref)
     core, observation, message = _core(
         previous.conditions if previous else [],
-        generation,
-        job.metadata.namespace,
+        meta.generation,
+        meta.namespace,
         training_job_name(job),
         blocker,
+        stuck=stuck_pod(
+            "LeptonTrainingJob",
+            meta.namespace,
+            meta.name,
+            child=("PyTorchJob", meta.namespace, training_job_name(job)),
+            fields=fields,
+        ),
     )
+    generation = meta.generation
     results = previous.results if previous else None
     if core.phase == "Succeeded":
         # User code may write no summary; its artifacts are still where the spec said.
@@ -104,13 +122,26 @@ def refresh_compression_status(
 ) -> None:
     compression = LeptonCompression.model_validate(body)
     previous = compression.status
-    generation = compression.metadata.generation
+    meta = compression.metadata
+    generation = meta.generation
+    fields = secret_fields(output=compression.spec.output.secret_ref)
+    from_source = "the source's spec.dataset.secretRef"
+    child = ("PyTorchJob", meta.namespace, compression_job_name(compression))
+    stuck = stuck_pod(
+        "LeptonCompression",
+        meta.namespace,
+        meta.name,
+        child=child,
+        fields=fields,
+        other_secrets=from_source,
+    )
     core, observation, message = _core(
         previous.conditions if previous else [],
         generation,
-        compression.metadata.namespace,
+        meta.namespace,
         compression_job_name(compression),
         blocker,
+        stuck=stuck,
     )
     results = previous.results if previous else None
     if core.phase == "Succeeded":

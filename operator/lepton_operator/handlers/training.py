@@ -35,11 +35,7 @@ def reconcile_training_body(current: dict[str, Any]) -> None:
     with instrumented("LeptonTrainingJob"):
         job = LeptonTrainingJob.model_validate(current)
         spec, config, meta = job.spec, settings(), job.metadata
-        blocker = missing_inputs(
-            meta.namespace,
-            [spec.dataset.uri, spec.output.uri],
-            [spec.dataset.secret_ref, spec.output.secret_ref],
-        )
+        blocker = missing_inputs(meta.namespace, [spec.dataset.uri, spec.output.uri])
         if blocker is None:
             outcome = apply_when_admitted(
                 queued_as(meta, "LeptonTrainingJob"),
