@@ -45,6 +45,8 @@ POD_CIDR = "10.244.0.0/16"
 TRAINING_OPERATOR_NAMESPACE = "kubeflow"
 # The training operator's cert rotator needs this Secret to exist before it starts.
 TRAINING_OPERATOR_CERT_SECRET = "training-operator-webhook-cert"
+# Workers' init container under the restricted Pod Security profile (the file says why).
+INIT_CONTAINER_TEMPLATE = Path(__file__).parent / "training-operator-init-container.yaml"
 TRAINING_OPERATOR_WEBHOOK_CONFIG = "validator.training-operator.kubeflow.org"
 # Hard-coded in the training operator (pkg/cert/cert.go), hence outside e2e/.cluster.
 TRAINING_OPERATOR_CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")
@@ -422,6 +424,7 @@ def _start_all(config: topology.ClusterConfig) -> Endpoints:
         f"--metrics-bind-address=127.0.0.1:{ports['training-operator-metrics']}",
         f"--health-probe-bind-address=127.0.0.1:{ports['training-operator-health']}",
         f"--webhook-server-port={ports['training-operator-webhook']}",
+        f"--pytorch-init-container-template-file={INIT_CONTAINER_TEMPLATE}",
     ])  # fmt: skip
     started.append(operator)
 
@@ -449,6 +452,28 @@ def running() -> Endpoints | None:
     except (OSError, ssl.SSLError):
         return None
     return endpoints
+
+
+def restart(component: str, downtime_seconds: float = 0.0) -> Managed:
+    """Stop one component of the running cluster and start it again (same flags, ports, data),
+    then wait until it serves, and the API server with it: clients see it go and come back.
+
+    For fault tests on a throwaway cluster (see e2e/test_apiserver_faults.py), never on the
+    session's, which every other test shares.
+    """
+    endpoints = running()
+    if endpoints is None:
+        raise ComponentError(f"no running cluster in {STATE_DIR}: nothing to restart")
+    restarted = processes.restart(STATE_DIR, component, downtime_seconds)
+    keys = pki.Pki(STATE_DIR / "pki")
+    etcd_health = f"http://127.0.0.1:{endpoints.ports['etcd-client']}/health"
+    if component == "etcd":
+        _wait("etcd /health", lambda: _http_ok(etcd_health), [restarted], restarted)
+    # Every component depends on the API server; back means /readyz (etcd reachable) again.
+    apiserver = next(p for p in processes.recorded(STATE_DIR) if p.name == "kube-apiserver")
+    _wait("/readyz", lambda: _https_ok(f"{endpoints.server}/readyz", keys),
+          [restarted, apiserver], apiserver)  # fmt: skip
+    return restarted
 
 
 def _usage(endpoints: Endpoints) -> str:

@@ -156,6 +156,22 @@ def wait_for_phase(custom: Any, kind: str, namespace: str, name: str, phase: str
     )
 
 
+def wait_for_ready_reason(
+    custom: Any, kind: str, namespace: str, name: str, reason: str
+) -> dict[str, Any]:
+    """The resource's Ready condition, once its reason is `reason`."""
+
+    def probe() -> dict[str, Any] | None:
+        ready = condition(get(custom, kind, namespace, name), "Ready")
+        return ready if ready is not None and ready["reason"] == reason else None
+
+    return wait_until(
+        f"{kind} {name} reports {reason}",
+        probe,
+        describe_state=lambda: get(custom, kind, namespace, name).get("status"),
+    )
+
+
 def events_for(core: Any, namespace: str, name: str) -> list[tuple[str, str]]:
     events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [(e.type, e.reason) for e in events.items]

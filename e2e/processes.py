@@ -85,13 +85,15 @@ def start(
     name: str,
     args: list[str],
     env: dict[str, str] | None = None,
+    *,
+    append_log: bool = False,
 ) -> Managed:
     """Start one component detached from our session, logging to <state>/logs/<name>.log."""
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _pid_dir(state).mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
-    with log.open("w") as out:
+    with log.open("a" if append_log else "w") as out:
         # A new session: the component survives the `cluster-up` command and ^C in its shell.
         popen = subprocess.Popen(
             args,
@@ -163,18 +165,47 @@ def stop_all(state: Path, grace_seconds: float = 10.0) -> list[str]:
     One at a time: the API server shuts down in about a second while etcd is there, but hangs
     in retries when etcd goes first. SIGKILL only for a process that ignores SIGTERM.
     """
-    procs = list(reversed(recorded(state)))
     stopped = []
-    for proc in procs:
-        if is_alive(proc):
-            os.kill(proc.pid, signal.SIGTERM)
+    for proc in reversed(recorded(state)):
+        if _stop(proc, grace_seconds):
             stopped.append(proc.name)
-            deadline = time.monotonic() + grace_seconds
-            while is_alive(proc) and time.monotonic() < deadline:
-                _reap(proc.pid)
-                time.sleep(0.05)
-            if is_alive(proc):
-                os.kill(proc.pid, signal.SIGKILL)
-        _reap(proc.pid)
         (_pid_dir(state) / f"{proc.name}.pid").unlink(missing_ok=True)
     return stopped
+
+
+def _stop(proc: Managed, grace_seconds: float) -> bool:
+    """SIGTERM, then SIGKILL after the grace period; False when it was not running."""
+    running = is_alive(proc)
+    if running:
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while is_alive(proc) and time.monotonic() < deadline:
+            _reap(proc.pid)
+            time.sleep(0.05)
+        if is_alive(proc):
+            os.kill(proc.pid, signal.SIGKILL)
+    _reap(proc.pid)
+    return running
+
+
+def restart(state: Path, name: str, downtime_seconds: float = 0.0) -> Managed:
+    """Stop one running component and start it again with the same command line.
+
+    What a crash-looping or upgraded component looks like to its clients: same ports, same
+    data directory, a new pid. The command line is read back from /proc (the pid file has only
+    the binary); the environment is ours, as it was when `start` ran. The log is appended to,
+    so what the component said before the restart stays readable, and the pid file keeps its
+    place in the start order, so that `stop_all` still stops etcd last.
+    """
+    proc = next((p for p in recorded(state) if p.name == name), None)
+    if proc is None or not is_alive(proc):
+        raise ComponentError(f"{name} is not running: nothing to restart")
+    args = [arg.decode() for arg in Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")]
+    args = args[:-1] if args and not args[-1] else args  # the trailing NUL
+    pid_file = _pid_dir(state) / f"{name}.pid"
+    started_at = pid_file.stat().st_mtime
+    _stop(proc, grace_seconds=10.0)
+    time.sleep(downtime_seconds)  # a component that stays away a while, not a blink
+    restarted = start(state, name, args, append_log=True)
+    os.utime(pid_file, (started_at, started_at))
+    return restarted

@@ -7,21 +7,32 @@ Reads go through the same dynamic client; status goes through the status subreso
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.resource import Resource
 
+log = logging.getLogger(__name__)
 FIELD_MANAGER = "lepton-operator"
 FORBIDDEN = 403
 NOT_FOUND = 404
 GONE = 410
+# The API server is away (restarting, shutting down, its etcd gone) or overloaded: the same
+# request is answered once it is back.
+UNAVAILABLE = frozenset({429, 500, 502, 503, 504})
+# How long a call waits for it (about 30 s in all), as Kopf's own requests do (9 attempts).
+UNAVAILABLE_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+FORBIDDEN_RETRIES = 3  # attempts a 403 is retried (3.5 s): an API server's RBAC warm-up
 
 
 class ForbiddenError(Exception):
@@ -51,6 +62,50 @@ def server_message(error: ApiException, limit: int = 400) -> str:
     if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
         message = parsed["message"]
     return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _unavailable(error: Exception, attempt: int) -> bool:
+    if isinstance(error, ApiException):
+        # A restarted API server answers 403 to everyone until its RBAC caches have synced
+        # (about a second; seen in e2e/test_apiserver_faults.py): worth the first few retries,
+        # not the whole budget, since a real refusal stays one.
+        warming_up = error.status == FORBIDDEN and attempt < FORBIDDEN_RETRIES
+        return error.status in UNAVAILABLE or warming_up
+    if isinstance(error, ForbiddenError):  # the same 403, as get and list_with_version say it
+        return attempt < FORBIDDEN_RETRIES
+    # Connection refused or reset, the response cut off: urllib3's own retries are spent in
+    # milliseconds, far less than an API server takes to restart.
+    return isinstance(error, urllib3.exceptions.HTTPError)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _waits_out_unavailability(call: Callable[P, T]) -> Callable[P, T]:
+    """Retry an idempotent call (a read, a server-side apply, a merge patch of the whole status,
+    a delete) while the API server is unavailable, up to UNAVAILABLE_BACKOFF_SECONDS.
+
+    Without it, a restart of the API server fails every call in flight at once. An event
+    handler's failure Kopf only logs ("will ignore it"): the child's change it handled reaches
+    its owner only if a later event carries it (e2e/test_apiserver_faults.py saw
+    pytorchjob_changed fail so); a change handler's waits out Kopf's 60 s backoff. Longer
+    outages still raise: the handlers' own retries take over from there.
+    """
+
+    @functools.wraps(call)
+    def waiting(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt, delay in enumerate(UNAVAILABLE_BACKOFF_SECONDS):
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:
+                if not _unavailable(error, attempt):
+                    raise
+                log.warning("API server unavailable (%s); retrying in %.1f s", error, delay)
+                time.sleep(delay)
+        return call(*args, **kwargs)
+
+    return waiting
 
 
 _lock = threading.Lock()
@@ -83,14 +138,37 @@ def _resource(api_version: str, kind: str) -> Resource:
     return found
 
 
+# Characters that JSON leaves raw and YAML does not read back as they are: DEL, the C1
+# controls and two noncharacters it refuses ("control characters are not allowed"), and the
+# line breaks it would fold into a space (NEL, U+2028, U+2029). As \\u escapes they pass (the
+# C0 controls json.dumps escapes itself). They occur only inside strings, so the whole
+# document can be translated.
+_YAML_UNPRINTABLE_CODES = (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029, 0xFFFE, 0xFFFF)
+_YAML_UNPRINTABLE = {code: f"\\u{code:04x}" for code in _YAML_UNPRINTABLE_CODES}
+
+
+def apply_body(manifest: dict[str, Any]) -> bytes:
+    """The apply request's body: JSON (which is YAML) in UTF-8 as it is.
+
+    The client's own encoding escapes a character outside the BMP as a surrogate pair
+    ("\\ud83d\\ude00"), which JSON allows and the API server's YAML decoder refuses ("found
+    invalid Unicode character escape code"): a spec string with an emoji in it made every
+    apply of its ConfigMap fail (found by e2e/test_input_campaign.py). Raw UTF-8 is fine,
+    except for the few characters YAML refuses raw, which stay escaped."""
+    return json.dumps(manifest, ensure_ascii=False).translate(_YAML_UNPRINTABLE).encode("utf-8")
+
+
+@_waits_out_unavailability
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Create or update an object to match the manifest (server-side apply)."""
     resource = _resource(manifest["apiVersion"], manifest["kind"])
+    metadata = manifest["metadata"]
     try:
         result = _client().server_side_apply(
             resource,
-            body=manifest,
-            namespace=manifest["metadata"].get("namespace"),
+            body=apply_body(manifest),
+            name=metadata["name"],
+            namespace=metadata.get("namespace"),
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
@@ -103,6 +181,7 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     return dict(result.to_dict())
 
 
+@_waits_out_unavailability
 def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
     """The object, or None when it does not exist."""
     try:
@@ -116,6 +195,7 @@ def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict[s
     return dict(result.to_dict())
 
 
+@_waits_out_unavailability
 def list_objects(
     api_version: str, kind: str, namespace: str, label_selector: str
 ) -> list[dict[str, Any]]:
@@ -125,6 +205,7 @@ def list_objects(
     return [dict(item) for item in result.to_dict()["items"]]
 
 
+@_waits_out_unavailability
 def list_all_namespaces(
     api_version: str, kind: str, label_selector: str = "", field_selector: str = ""
 ) -> list[dict[str, Any]]:
@@ -137,6 +218,7 @@ def list_all_namespaces(
     return [dict(item) for item in result.to_dict()["items"]]
 
 
+@_waits_out_unavailability
 def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Delete the object; False when it was already gone."""
     try:
@@ -148,6 +230,7 @@ def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
     return True
 
 
+@_waits_out_unavailability
 def patch_status(
     api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
 ) -> bool:

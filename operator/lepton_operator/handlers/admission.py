@@ -29,6 +29,7 @@ from lepton_operator.scheduling.placement import Placement, kept_placement, requ
 from lepton_operator.scheduling.preemption import RunningGang
 from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
 from lepton_operator.scheduling.reservations import child_node_selector
+from lepton_operator.scheduling.views import foreign_controller
 from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.status import Blocker
 
@@ -74,6 +75,7 @@ def apply_when_admitted(
     job: QueuedJob,
     ask: Ask,
     *,
+    owner_uid: str,
     render: Callable[[Placement], Iterable[dict[str, Any]]],
     report: Callable[[Blocker | None], None],
 ) -> Outcome:
@@ -99,12 +101,22 @@ def apply_when_admitted(
         scheduling.node_pool, ask.gpu_type, gpus, config.pool_label, config.gpu_product_label
     )
     try:
+        existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
+        foreign = foreign_controller(existing, owner_uid) if existing is not None else None
+        if foreign is not None:
+            # Applying would take it over (server-side apply adds our ownerReference), skip
+            # admission, and leave its real owner with a changed object.
+            return Blocker(
+                "ChildConflict",
+                f"a {ask.child_kind} named {ask.child_name!r} already exists in namespace "
+                f"{job.namespace!r} and is not this resource's (its controller: {foreign}): "
+                f"delete or rename it; Lepton does not take over objects it did not create",
+            )
         if gpus == 0 or scheduling.queue_name is not None:
             apply_all(requested)  # not the operator's to admit, nor to preempt: no priority
             return "applied"
         # Only a job the operator admits needs its priority (a PriorityClass read).
         priority = _priority(scheduling.priority_class_name)
-        existing = k8s.get(ask.child_api_version, ask.child_kind, job.namespace, ask.child_name)
         if existing is not None:
             queue.forget(job)
             pool = label_of(existing, POOL_LABEL)

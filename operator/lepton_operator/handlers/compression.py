@@ -110,6 +110,7 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
             outcome = apply_when_admitted(
                 queued_as(metadata, "LeptonCompression"),
                 job_ask(compression_job_name(compression), spec.resources, spec.scheduling),
+                owner_uid=metadata.uid,
                 render=lambda placement: render_compression_children(
                     compression, resolved, placement, config
                 ),

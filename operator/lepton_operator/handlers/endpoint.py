@@ -138,6 +138,7 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
             outcome = apply_when_admitted(
                 queued_as(meta, "LeptonEndpoint"),
                 endpoint_ask(endpoint),
+                owner_uid=meta.uid,
                 render=lambda placement: render_endpoint_children(
                     endpoint, resolved, placement, config
                 ),

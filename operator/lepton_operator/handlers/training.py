@@ -40,6 +40,7 @@ def reconcile_training_body(current: dict[str, Any]) -> None:
             outcome = apply_when_admitted(
                 queued_as(meta, "LeptonTrainingJob"),
                 job_ask(training_job_name(job), spec.resources, spec.scheduling),
+                owner_uid=meta.uid,
                 render=lambda placement: render_training_children(job, placement, config),
                 report=report_to("LeptonTrainingJob", meta.namespace, meta.name),
             )

@@ -6,6 +6,8 @@ controllers, users) parse; a missing field takes its Kubernetes default.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -21,6 +23,7 @@ class View(BaseModel):
 class OwnerReferenceView(View):
     kind: str = ""
     name: str = ""
+    uid: str = ""
     controller: bool = False
 
 
@@ -32,6 +35,16 @@ class MetaView(View):
     owner_references: list[OwnerReferenceView] = Field(default_factory=list)
     creation_timestamp: str = ""
     deletion_timestamp: str | None = None
+
+
+def foreign_controller(obj: dict[str, Any], owner_uid: str) -> str | None:
+    """Who controls this object, when it is not the resource with `owner_uid`: "Kind/name",
+    or "nobody". None when it is that resource's own."""
+    meta = MetaView.model_validate(dict(obj.get("metadata") or {}))
+    controller = next((r for r in meta.owner_references if r.controller), None)
+    if controller is not None and controller.uid == owner_uid:
+        return None
+    return f"{controller.kind}/{controller.name}" if controller is not None else "nobody"
 
 
 def controller_of(meta: MetaView, kinds: tuple[str, ...]) -> tuple[str, str] | None:

@@ -92,13 +92,26 @@ class Informer:
                         self._on_event(kind, item)
                     if self._stopping.is_set() or self._relist.is_set():
                         break
-            except k8s.ExpiredError:
+            except k8s.ExpiredError as expired:
+                # 410 Gone: etcd compacted past our version, or a restarted API server's watch
+                # cache starts after it. Said in the log because it is the one path that
+                # replaces the whole view, and fault tests look for it there.
+                log.info("watch of %s expired (%s); listing again", target.kind, expired)
                 version = ""  # list again
             except k8s.ForbiddenError as refusal:
-                # Without read access there is no view; whoever waits for it must know why.
-                self.refused = str(refusal)
-                self.ready.set()
-                return
+                if not self.ready.is_set():
+                    # Without read access there is no view; whoever waits for it must know why.
+                    self.refused = str(refusal)
+                    self.ready.set()
+                    return
+                # Refused after it was allowed: a kube-apiserver that has just restarted answers
+                # 403 until its RBAC caches have synced (the e2e fault tests see a second of it,
+                # even for cluster-admin), and a chart upgrade re-applies the ClusterRole. Giving
+                # up here (as before) left the view frozen for the process's life: the pods that
+                # finished later never freed their GPUs, and queued jobs waited forever.
+                log.warning("watch of %s refused (%s); listing again", target.kind, refusal)
+                version = ""
+                self._stopping.wait(RETRY_SECONDS)
             except Exception as error:
                 log.warning("watch of %s failed (%s); listing again", target.kind, error)
                 version = ""
