@@ -19,8 +19,16 @@ from lepton_operator.api.base import (
 )
 
 # Storage the runtime can read and write. pvc://<claim>/<path> mounts the claim into the pod.
-ARTIFACT_URI_PATTERN = r"^(file|pvc|s3|gs|https?)://.+$"
-DATASET_URI_PATTERN = r"^(file|pvc|s3|gs|https?|synthetic)://.+$"
+# What becomes a label value on a child or a nodeSelector value (pool, GPU product, queue):
+# at most 63, alphanumeric at both ends, or the API server refuses the child.
+LABEL_VALUE_MAX = 63
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+INT32_MAX = 2**31 - 1  # what Kubernetes' own int32 fields (the PyTorchJob's) hold
+# pvc://<claim>/<path>: the claim is an object name (a DNS subdomain); anything else there
+# made the operator's look-up of the claim a 400 from the API server, not a reason.
+_PVC_URI = r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(/.*)?"
+ARTIFACT_URI_PATTERN = rf"^({_PVC_URI}|(file|s3|gs|https?)://.+)$"
+DATASET_URI_PATTERN = rf"^({_PVC_URI}|(file|s3|gs|https?|synthetic)://.+)$"
 
 PlacementPolicy = Literal["binpack", "least-loaded", "spread"]
 
@@ -50,7 +58,9 @@ class SchedulingSpec(LeptonModel):
     """Where the workload may run and how Lepton chooses among GPU node pools."""
 
     node_pool: str = Field(
-        default="auto", max_length=NAME_MAX, pattern=r"^(auto|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$"
+        default="auto",
+        max_length=LABEL_VALUE_MAX,
+        pattern=r"^(auto|[a-z0-9]([-a-z0-9_.]*[a-z0-9])?)$",
     )
     """A node pool by name, or `auto` to let the operator pick one with the placement policy."""
     policy: PlacementPolicy = "binpack"
@@ -61,7 +71,9 @@ class SchedulingSpec(LeptonModel):
         default=None, max_length=NAME_MAX, pattern=OBJECT_NAME_PATTERN
     )
     """PriorityClass for the pods (preemption and queue order)."""
-    queue_name: str | None = Field(default=None, max_length=NAME_MAX)
+    queue_name: str | None = Field(
+        default=None, max_length=LABEL_VALUE_MAX, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+    )
     """Kueue LocalQueue: when set, Kueue admits the job instead of the operator."""
 
 
@@ -70,9 +82,9 @@ class RunPolicySpec(LeptonModel):
 
     backoff_limit: int = Field(default=3, ge=0, le=100)
     """Restarts allowed before the job is marked Failed."""
-    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=INT32_MAX)
     """Wall-clock limit for the job; it fails when exceeded."""
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=INT32_MAX)
     """Delete the job's pods this long after it finished (the Lepton resource stays)."""
     clean_pod_policy: Literal["None", "Running", "All"] = "None"
     """Which pods to delete when the job finishes: None keeps logs around."""
@@ -87,7 +99,9 @@ class WorkerResources(LeptonModel):
     """Number of workers (pods). One is the master; the rest are workers."""
     gpus_per_worker: int = Field(default=1, ge=0, le=16)
     """GPUs for each worker; torchrun starts one process per GPU (nprocPerNode)."""
-    gpu_type: str | None = Field(default=None, max_length=NAME_MAX)
+    gpu_type: str | None = Field(
+        default=None, max_length=LABEL_VALUE_MAX, pattern=LABEL_VALUE_PATTERN
+    )
     """GPU product as GPU feature discovery labels it (nvidia.com/gpu.product),
     e.g. NVIDIA-A100-SXM4-80GB. Empty means any."""
     cpu: Quantity = "4"
@@ -111,8 +125,7 @@ _KEYS_ARE_QUALIFIED: list[JsonValue] = [
     {"rule": f"self.all(k, k.matches('{_KEY_PREFIX}'))", "message": _KEY_MESSAGE},
     {"rule": f"self.all(k, k.matches('{_KEY_NAME}'))", "message": _KEY_MESSAGE},
 ]
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX, pattern=LABEL_VALUE_PATTERN)]
 
 
 class PodMetadata(LeptonModel):

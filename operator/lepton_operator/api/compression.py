@@ -129,7 +129,18 @@ class CompressionSpec(LeptonModel):
                     "rule": "!has(self.source.modelURI) || has(self.evaluation)",
                     "message": "source.modelURI has no dataset to measure accuracy on: "
                     "set evaluation.dataset",
-                }
+                },
+                {
+                    # The runtime's own rule (CompressConfig): refused here, not by the
+                    # operator's builder after the resource was accepted.
+                    "rule": "!has(self.export) || !has(self.export.formats) || "
+                    "!('onnx' in self.export.formats) || "
+                    "(has(self.quantization) && self.quantization == 'none')",
+                    "message": "export.formats onnx needs quantization none: ONNX has no "
+                    "portable encoding of PyTorch's quantized kernels (export torchscript, "
+                    "or set quantization: none)",
+                    "fieldPath": ".export.formats",
+                },
             ]
         }
     )

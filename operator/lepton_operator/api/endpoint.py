@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -19,6 +19,8 @@ from lepton_operator.api.base import (
 )
 from lepton_operator.api.common import (
     EXACTLY_ONE_SOURCE_RULE,
+    LABEL_VALUE_MAX,
+    LABEL_VALUE_PATTERN,
     ModelSourceRefs,
     PodMetadata,
     SchedulingSpec,
@@ -56,7 +58,7 @@ class DynamicBatchingSpec(LeptonModel):
 
     enabled: bool = True
     """Turn the dynamic batcher on (the default) or off."""
-    preferred_batch_sizes: list[int] = Field(
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=list,
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "set", "default": []},
@@ -101,7 +103,7 @@ class TritonSpec(LeptonModel):
         }
     )
 
-    image: str = Field(default=DEFAULT_TRITON_IMAGE, max_length=URI_MAX)
+    image: str = Field(default=DEFAULT_TRITON_IMAGE, min_length=1, max_length=URI_MAX)
     """Triton server image."""
     backend: TritonBackend = "pytorch_libtorch"
     """pytorch_libtorch (TorchScript), onnxruntime (ONNX) or python."""
@@ -143,7 +145,7 @@ class AutoscalingSpec(LeptonModel):
     metric: AutoscalingMetric = "cpu"
     """cpu (utilisation), queue-time (Triton queue time per request, microseconds, through the
     custom-metrics API) or inference-rate (requests per second per replica)."""
-    target: int = Field(default=70, ge=1)
+    target: int = Field(default=70, ge=1, le=1_000_000_000)  # the HPA holds an int32
     """Target value of the metric: percent for cpu, microseconds for queue-time,
     requests/s for inference-rate."""
 
@@ -153,7 +155,9 @@ class EndpointResources(LeptonModel):
 
     gpus: int = Field(default=0, ge=0, le=16)
     """GPUs per replica (0 serves on the CPU)."""
-    gpu_type: str | None = Field(default=None, max_length=NAME_MAX)
+    gpu_type: str | None = Field(
+        default=None, max_length=LABEL_VALUE_MAX, pattern=LABEL_VALUE_PATTERN
+    )
     """GPU product (nvidia.com/gpu.product), e.g. NVIDIA-A100-SXM4-80GB."""
     cpu: Quantity = "2"
     """CPU request of each replica."""

@@ -108,7 +108,12 @@ def _readable_order(node: JsonSchema) -> JsonSchema:
 
 
 def _collapse_nullable(node: JsonSchema, definitions: dict[str, JsonSchema]) -> JsonSchema:
-    """`X | None` arrives as anyOf [X, null]; structural schemas say `nullable: true`."""
+    """`X | None` arrives as anyOf [X, null] and becomes X's schema, without `nullable`.
+
+    The model reads None as "not set". Without `nullable` the API server does the same: it
+    drops the null before defaulting and validation. With `nullable: true` it kept the null,
+    and then refused it against an enum (`Unsupported value: null`) or counted it as set in
+    CEL's has(), where the model saw nothing (found by e2e/test_schema_agreement.py)."""
     variants = node.get("anyOf")
     if not variants:
         return node
@@ -116,7 +121,7 @@ def _collapse_nullable(node: JsonSchema, definitions: dict[str, JsonSchema]) -> 
     if len(non_null) != 1 or len(non_null) == len(variants):
         return node
     rest = {k: v for k, v in node.items() if k != "anyOf"}
-    merged = {**_resolve(non_null[0], definitions), **rest, "nullable": True}
+    merged = {**_resolve(non_null[0], definitions), **rest}
     if merged.get("default", "") is None:
         del merged["default"]  # a null default is the same as no default, and noisier
     return merged

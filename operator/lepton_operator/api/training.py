@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -30,6 +30,11 @@ BuiltinModel = Literal["leptonnet", "mlp"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 
 
+# package.module:function. Spelled out, not \w: the API server's regular expressions (Go's RE2)
+# read \w as ASCII, the model's as Unicode, and "a:aµ" passed one and not the other.
+FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class ModelParameters(LeptonModel):
     """Shape of a built-in model. Fields that do not apply to the chosen model are ignored."""
 
@@ -37,7 +42,9 @@ class ModelParameters(LeptonModel):
     """leptonnet: scales the channels of every stage."""
     depth_multiplier: float = Field(default=1.0, ge=0.25, le=8.0)
     """leptonnet: scales the number of conv blocks per stage."""
-    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 128], max_length=16)
+    hidden_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        default_factory=lambda: [256, 128], max_length=16
+    )
     """mlp: width of each hidden layer."""
     num_classes: int = Field(default=10, ge=2, le=100000)
     """Number of output classes."""
@@ -70,16 +77,14 @@ class ModelSpec(LeptonModel):
 
     name: BuiltinModel | None = None
     """A built-in model: leptonnet (a small hierarchical CNN family) or mlp."""
-    factory: str | None = Field(
-        default=None, max_length=NAME_MAX, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
-    )
+    factory: str | None = Field(default=None, max_length=NAME_MAX, pattern=FACTORY_PATTERN)
     """A function returning a torch.nn.Module, as package.module:function, importable in the
     runtime image (or in model.image)."""
     parameters: ModelParameters = Field(
         default_factory=ModelParameters, json_schema_extra={"default": {}}
     )
     """Shape of a built-in model."""
-    image: str | None = Field(default=None, max_length=URI_MAX)
+    image: str | None = Field(default=None, min_length=1, max_length=URI_MAX)
     """Container image to run instead of the Lepton runtime image."""
     command: list[str] | None = Field(default=None, min_length=1, max_length=LIST_MAX)
     """Command of your own training code (torchrun's environment is set for it)."""

@@ -9,12 +9,14 @@ object and are left to the apiserver.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import celpy
 from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 from pydantic import BaseModel, ValidationError
 
 from lepton_operator.api.base import GROUP_VERSION
@@ -57,14 +59,34 @@ def validate_manifest(manifest: dict[str, Any]) -> list[FieldError]:
                 f"{', '.join(RESOURCE_MODELS)}; got {manifest.get('apiVersion')}/{kind}",
             )
         ]
+    schema = object_schema(_KIND_INFO[kind])
+    # The apiserver drops nulls the schema does not allow before anything else looks.
+    manifest = prune_nulls(schema, manifest)
     try:
         RESOURCE_MODELS[kind].model_validate(manifest)
     except ValidationError as error:
         return [_from_pydantic(e) for e in error.errors()]
     # CEL sees the object after the schema's defaults, exactly as the apiserver stores it (not
     # the model's dump: a default the model has and the schema lacks would hide a failing rule).
-    schema = object_schema(_KIND_INFO[kind])
     return list(_walk(schema, apply_schema_defaults(schema, manifest), path=""))
+
+
+def prune_nulls(schema: JsonSchema, value: Any) -> Any:
+    """The value without the nulls of fields that are not `nullable`, as the apiserver
+    stores a request (`elastic: null` is as if `elastic` were not there)."""
+    if isinstance(value, dict) and "properties" in schema:
+        properties = schema["properties"]
+        return {
+            name: prune_nulls(properties.get(name, {}), item)
+            for name, item in value.items()
+            if item is not None or name not in properties or properties[name].get("nullable")
+        }
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        values = schema["additionalProperties"]  # a map: its values are pruned the same way
+        return {key: prune_nulls(values, item) for key, item in value.items() if item is not None}
+    if isinstance(value, list) and "items" in schema:
+        return [prune_nulls(schema["items"], item) for item in value]
+    return value
 
 
 def apply_schema_defaults(schema: JsonSchema, value: Any) -> Any:
@@ -108,8 +130,19 @@ def _walk(schema: JsonSchema, value: Any, path: str) -> Iterator[FieldError]:
             if name in value:
                 yield from _walk(child_schema, value[name], _join(path, name))
     elif isinstance(value, list) and "items" in schema:
+        if schema.get("x-kubernetes-list-type") == "set":
+            yield from _duplicates(value, path)
         for index, item in enumerate(value):
             yield from _walk(schema["items"], item, f"{path}[{index}]")
+
+
+def _duplicates(items: list[Any], path: str) -> Iterator[FieldError]:
+    """A list of type set holds each value once; the apiserver names every repeat."""
+    seen: list[Any] = []
+    for index, item in enumerate(items):
+        if item in seen:
+            yield FieldError(f"{path}[{index}]", f"Duplicate value: {json.dumps(item)}")
+        seen.append(item)
 
 
 def _join(path: str, name: str) -> str:
@@ -119,4 +152,9 @@ def _join(path: str, name: str) -> str:
 def _evaluate(rule: str, value: Any) -> bool:
     environment = celpy.Environment()
     program = environment.program(environment.compile(rule))
-    return bool(program.evaluate({"self": json_to_cel(value)}))
+    try:
+        return bool(program.evaluate({"self": json_to_cel(value)}))
+    except (CELEvalError, ValueError):
+        # The apiserver refuses a request whose rule fails to evaluate, too (ValueError: an
+        # integer past CEL's int64).
+        return False
