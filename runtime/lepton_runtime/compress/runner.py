@@ -134,7 +134,12 @@ def run(config: CompressConfig) -> CompressSummary:
     ctx = init_distributed(config.runtime.num_threads)
     progress = Progress("compress", config.runtime.metrics_port if ctx.is_main else None)
     try:
-        return _compress(config, ctx, progress)
+        summary = _compress(config, ctx, progress)
+        # Rank 0 still exports while the others are done: leaving the process group then
+        # aborted a rank in gloo's teardown ("terminate called without an active exception",
+        # exit -6, once in a clean-clone make test). Every rank leaves together.
+        ctx.barrier()
+        return summary
     finally:
         progress.close()
         shutdown_distributed()
