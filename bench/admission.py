@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import watch
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from bench.common import report
+from bench.watching import PyTorchJobsSeen
 from e2e import cluster, topology
 from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import OperatorProcess
@@ -123,35 +122,6 @@ def list_rate(api: ApiClient, seconds: float) -> float:
     return (list_requests(api) - before) * 60 / seconds
 
 
-class PyTorchJobsSeen:
-    """A watch on the bench namespace's PyTorchJobs: when each one was first seen."""
-
-    def __init__(self, custom: Any) -> None:
-        self.first_seen: dict[str, float] = {}
-        self._stopped = False
-        self._custom = custom
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            self._custom.list_namespaced_custom_object,
-            "kubeflow.org", "v1", NAMESPACE, "pytorchjobs",
-        )  # fmt: skip
-        try:
-            for event in stream:
-                name = event["object"]["metadata"]["name"]
-                self.first_seen.setdefault(name, time.monotonic())
-        except Exception:  # the connection closes when the benchmark stops the watch
-            if not self._stopped:
-                raise
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._watch.stop()  # type: ignore[no-untyped-call]
-
-
 def queued_statuses(custom: Any) -> list[dict[str, Any]]:
     jobs = custom.list_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, PLURALS["LeptonTrainingJob"]
@@ -225,7 +195,7 @@ def run(nodes: int, jobs: int, steps: int, window: float) -> dict[str, Any]:
             figures["steady_list_per_minute"] = round(lists, 1)
             figures["operator_rss_mib"] = round(rss_mib(operator.pid), 1)
 
-            seen = PyTorchJobsSeen(custom)
+            seen = PyTorchJobsSeen(custom, NAMESPACE)
             time.sleep(2)
             cpu_before, steps_started = cpu_seconds(operator.pid), time.monotonic()
             latencies = []

@@ -41,7 +41,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,10 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import watch
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 
 from bench.common import report
+from bench.watching import PyTorchJobsSeen
 from e2e import cluster, processes, topology
 from e2e.lepton_operator_process import LOG_DIR, OperatorProcess
 from e2e.lepton_resources import GROUP, PLURALS, VERSION, install_crds
@@ -131,40 +130,6 @@ def timed_creates(
             for future in futures:
                 future.result()
     return sent
-
-
-class PyTorchJobsSeen:
-    """A watch on the bench namespace's PyTorchJobs: when each one was first seen."""
-
-    def __init__(self, custom: Any) -> None:
-        self.first_seen: dict[str, float] = {}
-        self._stopped = False
-        self._custom = custom
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        time.sleep(1)  # the watch is established before anything is created
-
-    def _run(self) -> None:
-        stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            self._custom.list_namespaced_custom_object,
-            "kubeflow.org", "v1", NAMESPACE, "pytorchjobs",
-        )  # fmt: skip
-        try:
-            for event in stream:
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    name = event["object"]["metadata"]["name"]
-                    self.first_seen.setdefault(name, time.monotonic())
-        except Exception:  # the connection closes when the benchmark stops the watch
-            if not self._stopped:
-                raise
-
-    def all_seen(self, names: list[str]) -> bool:
-        return all(name in self.first_seen for name in names)
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._watch.stop()  # type: ignore[no-untyped-call]
 
 
 def cpu_seconds(pid: int | str) -> float:
@@ -479,7 +444,7 @@ def run(options: Options) -> dict[str, Any]:
             time.sleep(5)  # informers listed, Kopf's watches up
             CpuShares(op.pid).wait_quiet()
             cpu_start = proc.cpu_seconds()
-            seen = PyTorchJobsSeen(bench.custom)
+            seen = PyTorchJobsSeen(bench.custom, NAMESPACE)
             try:
                 progress("burst")
                 bench.burst(op, proc, seen)

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from lepton_operator.builders.meta import OWNER_ANNOTATION, owner_from_annotation
-from lepton_operator.pod_problems import PodProblem, explain, explain_refusal, pod_problem
+from lepton_operator.pod_problems import (
+    CreateEvent,
+    PodProblem,
+    explain,
+    explain_refusal,
+    pod_problem,
+)
 from lepton_operator.services.refused_pods import Outcome, RefusedPods
 from lepton_operator.services.stuck_pods import StuckPods
 from lepton_operator.status import (
@@ -186,3 +192,20 @@ def test_the_newest_create_outcome_wins_whatever_order_the_events_arrive_in() ->
     assert store.record(child, Outcome(t2, None))  # at the same time a success wins
     assert store.refusal(child) is None
     assert not store.record(child, Outcome(t2, "exceeded quota"))
+
+
+def test_a_create_event_is_read_with_its_time_and_refusal() -> None:
+    refused = CreateEvent.model_validate({
+        "involvedObject": {"kind": "PyTorchJob", "namespace": "ml", "name": "mnist"},
+        "reason": "FailedCreatePod",
+        "message": "exceeded quota",
+        "lastTimestamp": "2026-11-26T10:00:00Z",
+    })  # fmt: skip
+    assert refused.is_create_outcome and refused.refusal == "exceeded quota"
+    assert refused.at == T0
+    created = CreateEvent.model_validate({
+        "involvedObject": {"kind": "ReplicaSet"}, "reason": "SuccessfulCreate",
+        "eventTime": "2026-11-26T10:00:00.000001Z",
+    })  # fmt: skip
+    assert created.is_create_outcome and created.refusal is None and created.at > T0
+    assert not CreateEvent.model_validate({"involvedObject": {"kind": "Pod"}}).is_create_outcome

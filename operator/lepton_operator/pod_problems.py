@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,6 +150,43 @@ CREATE_OUTCOMES = {
     "PyTorchJob": ("SuccessfulCreatePod", "FailedCreatePod"),  # the training operator
     "ReplicaSet": ("SuccessfulCreate", "FailedCreate"),  # the Deployment's ReplicaSet
 }
+
+
+class _InvolvedObject(_View):
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
+class _EventMeta(_View):
+    creation_timestamp: datetime | None = None
+
+
+class CreateEvent(_View):
+    """A controller's Event about creating a child's pod (core/v1 Event)."""
+
+    involved_object: _InvolvedObject = Field(default_factory=_InvolvedObject)
+    reason: str = ""
+    message: str = ""
+    last_timestamp: datetime | None = None  # core/v1 Events; newer ones carry eventTime
+    event_time: datetime | None = None
+    metadata: _EventMeta = Field(default_factory=_EventMeta)
+
+    @property
+    def is_create_outcome(self) -> bool:
+        return self.reason in CREATE_OUTCOMES.get(self.involved_object.kind, ())
+
+    @property
+    def refusal(self) -> str | None:
+        """The API server's message when the pod was refused; None when it was created."""
+        failure = CREATE_OUTCOMES[self.involved_object.kind][1]
+        return self.message if self.reason == failure else None
+
+    @property
+    def at(self) -> datetime:
+        """When it last happened."""
+        when = self.last_timestamp or self.event_time or self.metadata.creation_timestamp
+        return when or datetime.now(UTC)
 
 
 def explain_refusal(message: str) -> Blocker:

@@ -9,7 +9,6 @@ again: the job's reconcile puts it back in the admission queue.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -26,7 +25,7 @@ from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
 from lepton_operator.handlers.jobs import refresh_compression_status, refresh_training_status
 from lepton_operator.handlers.training import reconcile_training_body
-from lepton_operator.pod_problems import CREATE_OUTCOMES, pod_problem
+from lepton_operator.pod_problems import CreateEvent, pod_problem
 from lepton_operator.scheduling.views import MetaView, controller_of
 from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
 from lepton_operator.services.stuck_pods import STUCK_PODS
@@ -89,33 +88,30 @@ def deployment_changed(body: kopf.Body, **_: Any) -> None:
 def pod_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
     """A pod that cannot start (a missing Secret, an image that cannot be pulled, a crash
     loop, no room) is reported in its owner's status, and cleared once it starts or goes."""
-    meta = body.get("metadata", {})
-    owner = owner_from_annotation(dict(meta.get("annotations") or {}))
-    namespace = str(meta.get("namespace") or "")
-    if owner is None or not namespace:
+    meta = MetaView.model_validate(dict(body.get("metadata", {})))
+    owner = owner_from_annotation(meta.annotations)
+    if owner is None or not meta.namespace:
         return
     kind, name = owner
     problem = None if type == "DELETED" else pod_problem(body)
-    if STUCK_PODS.record((kind, namespace, name), str(meta.get("name", "")), problem):
-        found = fetch(kind, namespace, name)
+    if STUCK_PODS.record((kind, meta.namespace, name), meta.name, problem):
+        found = fetch(kind, meta.namespace, name)
         if found is not None:
             REFRESH[kind](found)
 
 
 def _create_outcome(body: kopf.Body, **_: Any) -> bool:
-    involved = body.get("involvedObject") or {}
-    return body.get("reason") in CREATE_OUTCOMES.get(str(involved.get("kind")), ())
+    return CreateEvent.model_validate(dict(body)).is_create_outcome
 
 
 @kopf.on.event("", "v1", "events", when=_create_outcome)
 def create_outcome_seen(body: kopf.Body, **_: Any) -> None:
     """A controller created a child's pod, or the API server refused it (a Pod Security
     level, a quota): the refusal goes into the owner's status until a pod is created."""
-    involved = body.get("involvedObject") or {}
-    kind, namespace, name = (str(involved.get(k) or "") for k in ("kind", "namespace", "name"))
-    failure = CREATE_OUTCOMES[kind][1]
-    refusal = str(body.get("message") or "") if body.get("reason") == failure else None
-    outcome = Outcome(_event_time(body), refusal)
+    event = CreateEvent.model_validate(dict(body))
+    involved = event.involved_object
+    kind, namespace, name = involved.kind, involved.namespace, involved.name
+    outcome = Outcome(event.at, event.refusal)
     if not REFUSED_PODS.record((kind, namespace, name), outcome):
         return
     if kind == "ReplicaSet":  # the endpoint's status looks it up by its Deployment
@@ -139,12 +135,3 @@ def _controller(obj: dict[str, Any] | None, kind: str) -> str | None:
     meta = MetaView.model_validate(dict(obj.get("metadata", {})))
     found = controller_of(meta, (kind,))
     return found[1] if found is not None else None
-
-
-def _event_time(body: kopf.Body) -> datetime:
-    """When the Event last happened: core/v1 Events carry lastTimestamp, newer ones eventTime."""
-    meta = body.get("metadata", {})
-    text = body.get("lastTimestamp") or body.get("eventTime") or meta.get("creationTimestamp")
-    if not text:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
