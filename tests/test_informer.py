@@ -133,6 +133,11 @@ class _Listed:
         copy: dict[str, Any] = json.loads(json.dumps(self._body))  # each answer is a new one
         return copy
 
+    @property
+    def data(self) -> bytes:
+        """The raw answer, as the client gives it with `serialize=False`."""
+        return json.dumps(self._body).encode()
+
 
 @dataclass
 class FakeKind:

@@ -112,13 +112,17 @@ _lock = threading.Lock()
 _dynamic: DynamicClient | None = None
 
 
-def connect() -> None:
-    """Configure the client from the pod's service account, else from KUBECONFIG."""
+def connect(kubeconfig: str | None = None) -> None:
+    """Configure the client from the pod's service account, else from KUBECONFIG (or the
+    file given)."""
     global _dynamic  # noqa: PLW0603 - one client per process, created at operator start-up
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    if kubeconfig is not None:
+        config.load_kube_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
     with _lock:
         _dynamic = DynamicClient(client.ApiClient())
     _resource.cache_clear()
@@ -158,6 +162,13 @@ def apply_body(manifest: dict[str, Any]) -> bytes:
     return json.dumps(manifest, ensure_ascii=False).translate(_YAML_UNPRINTABLE).encode("utf-8")
 
 
+def _json(response: Any) -> dict[str, Any]:
+    """The body of a raw answer (`serialize=False`): the dynamic client would wrap it in a
+    ResourceInstance, which `to_dict` then copies back, the longest part of a call here."""
+    parsed: dict[str, Any] = json.loads(response.data)
+    return parsed
+
+
 @_waits_out_unavailability
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Create or update an object to match the manifest (server-side apply)."""
@@ -171,6 +182,7 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
             namespace=metadata.get("namespace"),
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            serialize=False,
         )
     except ApiException as error:
         if error.status in REJECTED:
@@ -178,21 +190,23 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
                 f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
             ) from error
         raise
-    return dict(result.to_dict())
+    return _json(result)
 
 
 @_waits_out_unavailability
 def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
     """The object, or None when it does not exist."""
     try:
-        result = _client().get(_resource(api_version, kind), name=name, namespace=namespace)
+        result = _client().get(
+            _resource(api_version, kind), name=name, namespace=namespace, serialize=False
+        )
     except ApiException as error:
         if error.status == NOT_FOUND:
             return None
         if error.status == FORBIDDEN:
             raise ForbiddenError(f"get {kind} {name}: {error.reason}") from error
         raise
-    return dict(result.to_dict())
+    return _json(result)
 
 
 @_waits_out_unavailability
@@ -241,13 +255,15 @@ def patch_status(
     """
     resource = _resource(api_version, kind).subresources["status"]
     try:
-        _client().patch(
+        answer = _client().patch(
             resource,
             body={"status": status},
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
+            serialize=False,  # not parsed: nothing here needs it
         )
+        answer.drain_conn()  # read to its end, or the connection is not used again
     except ApiException as error:
         if error.status == NOT_FOUND:
             return False
