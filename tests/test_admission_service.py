@@ -359,6 +359,21 @@ def test_changes_admission_does_not_read_wake_no_pass() -> None:
     assert view.apply("PyTorchJob", "DELETED", job) is True
 
 
+def test_cpu_only_children_are_not_kept_and_wake_no_pass() -> None:
+    """A CPU-only job is not admitted and reserves nothing: its PyTorchJob stays out of the
+    view (a thousand of them made every pass read a thousand jobs)."""
+    view = ClusterView("nvidia.com/gpu")
+    cpu_template = {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": 1}}}]}}
+    cpu_job = pytorchjob("c0")
+    cpu_job["spec"]["pytorchReplicaSpecs"]["Master"]["template"] = cpu_template
+    assert view.apply("PyTorchJob", "ADDED", cpu_job) is False
+    view.replace("PyTorchJob", [cpu_job, pytorchjob("g0")])
+    kept = view.snapshot().pytorchjobs
+    assert [job.metadata.name for job in kept] == ["g0"]
+    assert kept[0].gpus() == 4 * kept[0].spec.pytorch_replica_specs["Master"].template.gpus()
+    assert kept[0].gpus() > 0
+
+
 def test_a_position_that_alone_moved_is_published_at_most_every_refresh_interval() -> None:
     now = [100.0]
     config = OperatorSettings(admission_position_refresh_seconds=30)

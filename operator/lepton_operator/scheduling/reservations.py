@@ -24,7 +24,9 @@ FINISHED_CONDITIONS = frozenset({"Succeeded", "Failed"})
 
 class _ReplicaSpec(View):
     replicas: int = 1
-    template: dict[str, Any] = Field(default_factory=dict)
+    # Parsed to what admission reads (resources, node selector): a worker's whole template
+    # (env, volumes, the runtime's config) held for every PyTorchJob was most of the view.
+    template: PodView = Field(default_factory=PodView)
 
 
 class _RunPolicy(View):
@@ -51,6 +53,11 @@ class PyTorchJobView(View):
     metadata: MetaView = Field(default_factory=MetaView)
     spec: _Spec = Field(default_factory=_Spec)
     status: _Status = Field(default_factory=_Status)
+
+    def gpus(self, gpu_resource: str = "nvidia.com/gpu") -> int:
+        """GPUs its workers ask for in all (0: a CPU-only job, nothing to admit or reserve)."""
+        replicas = self.spec.pytorch_replica_specs.values()
+        return sum(spec.replicas * spec.template.gpus(gpu_resource) for spec in replicas)
 
 
 ViewT = TypeVar("ViewT", bound=View)
@@ -105,7 +112,7 @@ def reservations_from(
         unbound = waiting.get(key, 0) + not_created
         if unbound <= 0 or not replicas:
             continue
-        template = PodView.model_validate(next(iter(replicas)).template)
+        template = next(iter(replicas)).template
         reservations.append(
             Reservation(
                 pool=pool,
@@ -121,7 +128,7 @@ def reservations_from(
 
 class _DeploymentSpec(View):
     replicas: int = 1
-    template: dict[str, Any] = Field(default_factory=dict)
+    template: PodView = Field(default_factory=PodView)
 
 
 class DeploymentView(View):
@@ -158,7 +165,7 @@ def deployment_reservations(
         pool, owner = meta.labels.get(pool_label), meta.labels.get(ENDPOINT_LABEL)
         if pool is None or owner is None or meta.deletion_timestamp is not None:
             continue
-        template = PodView.model_validate(deployment.spec.template)
+        template = deployment.spec.template
         unbound = deployment.spec.replicas - bound.get((meta.namespace, owner), 0)
         gpus = template.gpus(gpu_resource)
         if unbound <= 0 or gpus <= 0:
@@ -237,10 +244,9 @@ def child_node_selector(child: dict[str, Any]) -> dict[str, str]:
     """The nodeSelector a child's pods were given: a PyTorchJob's master's (all replicas
     share it), or a Deployment's template's."""
     if child.get("kind") == "Deployment":
-        template = DeploymentView.model_validate(child).spec.template
-        return dict(PodView.model_validate(template).spec.node_selector)
+        return dict(DeploymentView.model_validate(child).spec.template.spec.node_selector)
     specs = PyTorchJobView.model_validate(child).spec.pytorch_replica_specs
     replica = specs.get("Master") or next(iter(specs.values()), None)
     if replica is None:
         return {}
-    return dict(PodView.model_validate(replica.template).spec.node_selector)
+    return dict(replica.template.spec.node_selector)

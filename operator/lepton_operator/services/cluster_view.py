@@ -82,14 +82,24 @@ class ClusterView:
             # Only pods that hold or wait for GPUs move capacity; a finished one holds none.
             return pod if pod.gpus(gpu_resource) > 0 and not pod.finished else None
 
+        def gpu_job(item: dict[str, Any]) -> PyTorchJobView | None:
+            job = PyTorchJobView.model_validate(item)
+            # A CPU-only job is not admitted and reserves nothing: keeping it would make every
+            # CPU job's create and status change a pass over all the others.
+            return job if job.gpus(gpu_resource) > 0 else None
+
+        def gpu_deployment(item: dict[str, Any]) -> DeploymentView | None:
+            deployment = DeploymentView.model_validate(item)
+            return deployment if deployment.spec.template.gpus(gpu_resource) > 0 else None
+
         self._stores = {
             "Node": _Store(_parsed_node),
             "Pod": _Store(gpu_pod),
             # Parsed once, to what admission reads: an update that changes none of it (a
             # resourceVersion, a condition's timestamp, replica counters) compares equal and
             # wakes no pass.
-            "PyTorchJob": _Store(PyTorchJobView.model_validate),
-            "Deployment": _Store(DeploymentView.model_validate),
+            "PyTorchJob": _Store(gpu_job),
+            "Deployment": _Store(gpu_deployment),
         }
 
     def replace(
