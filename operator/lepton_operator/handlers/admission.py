@@ -34,8 +34,18 @@ from lepton_operator.services.admission import AdmissionQueue, QueueEntry
 from lepton_operator.status import Blocker
 
 log = logging.getLogger(__name__)
-Outcome = Literal["applied", "queued"] | Blocker
 PRIORITY_CLASS_API = "scheduling.k8s.io/v1"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The children were applied now; `child` is the PyTorchJob or Deployment as the API server
+    answered the apply (the status that follows is read from it, not fetched again)."""
+
+    child: dict[str, Any]
+
+
+Outcome = Applied | Literal["queued"] | Blocker
 
 
 @cache
@@ -79,7 +89,7 @@ def apply_when_admitted(
     render: Callable[[Placement], Iterable[dict[str, Any]]],
     report: Callable[[Blocker | None], None],
 ) -> Outcome:
-    """Apply the job's children now ("applied"), or put it in the admission queue ("queued");
+    """Apply the job's children now (Applied), or put it in the admission queue ("queued");
     a Blocker when the API server refused a child (its message says why).
 
     A job whose child exists was admitted before and keeps its placement. CPU-only jobs and
@@ -91,11 +101,16 @@ def apply_when_admitted(
     gpus, scheduling = ask.gpus_per_worker, ask.scheduling
     queue = admission_queue()
 
-    def apply_all(placement: Placement, priority: int | None = None) -> None:
+    def apply_all(placement: Placement, priority: int | None = None) -> Applied:
+        child: dict[str, Any] = {}
         for manifest in render(placement):
-            if priority is not None and manifest.get("kind") == ask.child_kind:
+            is_child = manifest.get("kind") == ask.child_kind
+            if priority is not None and is_child:
                 manifest = stamp_priority(manifest, priority)  # noqa: PLW2901 - the stamped copy
-            k8s.apply(manifest)
+            applied = k8s.apply(manifest)
+            if is_child:
+                child = applied
+        return Applied(child)
 
     requested = requested_placement(
         scheduling.node_pool, ask.gpu_type, gpus, config.pool_label, config.gpu_product_label
@@ -113,15 +128,13 @@ def apply_when_admitted(
                 f"delete or rename it; Lepton does not take over objects it did not create",
             )
         if gpus == 0 or scheduling.queue_name is not None:
-            apply_all(requested)  # not the operator's to admit, nor to preempt: no priority
-            return "applied"
+            return apply_all(requested)  # not the operator's to admit, nor to preempt
         # Only a job the operator admits needs its priority (a PriorityClass read).
         priority = _priority(scheduling.priority_class_name)
         if existing is not None:
             queue.forget(job)
             pool = label_of(existing, POOL_LABEL)
-            apply_all(kept_placement(pool, child_node_selector(existing), gpus), priority)
-            return "applied"
+            return apply_all(kept_placement(pool, child_node_selector(existing), gpus), priority)
     except k8s.RejectedError as rejected:
         return Blocker("ChildrenRejected", f"the API server refused {rejected}")
     request = GangRequest(

@@ -1,14 +1,17 @@
 """Children's changes flow back into their owner's status.
 
 Status changes do not trigger Kopf's create/update handlers, so the operator watches the
-children it manages (by label), and their pods, and recomputes the owner's status from them. A
+children it manages (by label), their pods and their controllers' Events, and marks the owner
+in the status refresh queue (services/status_refresh.py), which recomputes its status from
+them: once for a burst of changes, from the child as the newest event carried it. A
 PyTorchJob that went away while its job was unfinished (preempted, or deleted by hand) is made
-again: the job's reconcile puts it back in the admission queue.
+again at once: the job's reconcile puts it back in the admission queue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import kopf
@@ -28,12 +31,13 @@ from lepton_operator.handlers.training import reconcile_training_body
 from lepton_operator.pod_problems import CreateEvent, pod_problem
 from lepton_operator.scheduling.views import MetaView, controller_of
 from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
+from lepton_operator.services.status_refresh import OwnerKey, StatusRefreshQueue
 from lepton_operator.services.stuck_pods import STUCK_PODS
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
 ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
-REFRESH: dict[str, Callable[[dict[str, Any]], None]] = {
+REFRESH: dict[str, Callable[..., None]] = {  # (owner's body, *, child=the child or None)
     TRAINING: refresh_training_status,
     COMPRESSION: refresh_compression_status,
     "LeptonEndpoint": refresh_endpoint_status,
@@ -44,30 +48,58 @@ RECONCILE: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
+def _refresh_owner(key: OwnerKey, child: dict[str, Any] | None) -> None:
+    """What the queue does for a marked owner: read it as the API server has it now (a
+    handler's body may be stale), then recompute its status."""
+    kind, namespace, name = key
+    found = fetch(kind, namespace, name)
+    if found is not None:
+        REFRESH[kind](found, child=child)
+
+
+@cache
+def status_refresh_queue() -> StatusRefreshQueue:
+    return StatusRefreshQueue(_refresh_owner)
+
+
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=MANAGED)
 def pytorchjob_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
-    owner = _owner(body, (TRAINING, COMPRESSION))
-    if owner is None:
+    key = _owner_key(body, (TRAINING, COMPRESSION))
+    if key is None:
         return
-    kind, found = owner
-    if type == "DELETED" and needs_its_pytorchjob(found):
+    queue = status_refresh_queue()
+    if _just_created(type, body):
+        return
+    if type != "DELETED":
+        queue.mark(key, dict(body))
+        return
+    found = fetch(*key)
+    if found is not None and needs_its_pytorchjob(found):
         # Preempted, or deleted by hand: the job goes back to the admission queue (and a
-        # training job resumes from its newest checkpoint once admitted again).
-        RECONCILE[kind](found)
+        # training job resumes from its newest checkpoint once admitted again), which says
+        # so in its status; a refresh from a copy of before the deletion must not follow.
+        queue.discard(key)
+        RECONCILE[key[0]](found)
     else:
-        REFRESH[kind](found)
+        queue.mark(key, forget_child=True)  # a copy from before the deletion is not true
 
 
-def _owner(body: Mapping[str, Any], kinds: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
-    """The Lepton resource that controls this child (by its ownerReference: the owner label
-    holds a shortened name when the owner's is long), as the API server has it now."""
+def _just_created(type: str | None, body: Mapping[str, Any]) -> bool:
+    """A child just created, as the apply answered it: the reconcile (or the admission queue)
+    that applied it publishes the owner's status from that answer. Objects listed when the
+    operator starts come without a type, and are refreshed."""
+    return type == "ADDED" and not body.get("status")
+
+
+def _owner_key(body: Mapping[str, Any], kinds: tuple[str, ...]) -> OwnerKey | None:
+    """The Lepton resource that controls this child, by its ownerReference (the owner label
+    holds a shortened name when the owner's is long)."""
     meta = MetaView.model_validate(dict(body.get("metadata", {})))
     controller = controller_of(meta, kinds)
     if controller is None or not meta.namespace:
         return None
     kind, name = controller
-    found = fetch(kind, meta.namespace, name)
-    return None if found is None else (kind, found)
+    return kind, meta.namespace, name
 
 
 def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
@@ -78,10 +110,11 @@ def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, ENDPOINT_LABEL: kopf.PRESENT})
-def deployment_changed(body: kopf.Body, **_: Any) -> None:
-    owner = _owner(body, ("LeptonEndpoint",))
-    if owner is not None:
-        refresh_endpoint_status(owner[1])
+def deployment_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    key = _owner_key(body, ("LeptonEndpoint",))
+    if key is not None and not _just_created(type, body):
+        deleted = type == "DELETED"
+        status_refresh_queue().mark(key, None if deleted else dict(body), forget_child=deleted)
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, annotations={OWNER_ANNOTATION: kopf.PRESENT})
@@ -95,9 +128,7 @@ def pod_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
     kind, name = owner
     problem = None if type == "DELETED" else pod_problem(body)
     if STUCK_PODS.record((kind, meta.namespace, name), meta.name, problem):
-        found = fetch(kind, meta.namespace, name)
-        if found is not None:
-            REFRESH[kind](found)
+        status_refresh_queue().mark((kind, meta.namespace, name))
 
 
 def _create_outcome(body: kopf.Body, **_: Any) -> bool:
@@ -124,9 +155,9 @@ def create_outcome_seen(body: kopf.Body, **_: Any) -> None:
     else:
         child = k8s.get("kubeflow.org/v1", "PyTorchJob", namespace, name)
         kinds = (TRAINING, COMPRESSION)
-    owner = _owner(child, kinds) if child is not None else None
-    if owner is not None:
-        REFRESH[owner[0]](owner[1])
+    key = _owner_key(child, kinds) if child is not None else None
+    if key is not None:
+        status_refresh_queue().mark(key, child)
 
 
 def _controller(obj: dict[str, Any] | None, kind: str) -> str | None:

@@ -14,7 +14,7 @@ from lepton_operator.builders.jobs import (
     compression_job_name,
     render_compression_children,
 )
-from lepton_operator.handlers.admission import apply_when_admitted, job_ask, queued_as
+from lepton_operator.handlers.admission import Applied, apply_when_admitted, job_ask, queued_as
 from lepton_operator.handlers.context import (
     fetch_source,
     instrumented,
@@ -104,6 +104,7 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
                 compression.metadata.namespace,
                 [source.model_uri, source.dataset.uri, spec.output.uri],
             )
+        child = None
         if source is not None and blocker is None:
             resolved = source
             metadata = compression.metadata
@@ -122,8 +123,10 @@ def reconcile_compression_body(current: dict[str, Any]) -> None:
                 return  # the admission queue applies the children and reports
             if isinstance(outcome, Blocker):
                 blocker = outcome
+            elif isinstance(outcome, Applied):
+                child = outcome.child
         refresh_compression_status(
-            current, blocker, source.model_uri if source is not None else None
+            current, blocker, source.model_uri if source is not None else None, child=child
         )
         if blocker is not None:
             raise retry_later(blocker)

@@ -60,12 +60,19 @@ def resolve_source(
 
 
 def refresh_endpoint_status(
-    body: dict[str, Any], blocker: Blocker | None = None, model_uri: str | None = None
+    body: dict[str, Any],
+    blocker: Blocker | None = None,
+    model_uri: str | None = None,
+    *,
+    child: dict[str, Any] | None = None,
 ) -> None:
+    """Recompute the endpoint's status from its Deployment (`child`, or read here)."""
     endpoint = LeptonEndpoint.model_validate(body)
     previous = endpoint.status
     meta = endpoint.metadata
-    deployment = None if blocker else k8s.get("apps/v1", "Deployment", meta.namespace, meta.name)
+    deployment = None
+    if blocker is None:
+        deployment = child or k8s.get("apps/v1", "Deployment", meta.namespace, meta.name)
     deployment_key = ("Deployment", meta.namespace, meta.name)
     from_source = "the source's spec.output.secretRef"
     stuck = stuck_pod(
@@ -133,6 +140,7 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
         source, blocker = resolve_source(endpoint)
         if source is not None:
             blocker = missing_inputs(meta.namespace, [source.model_uri])
+        child = None
         if source is not None and blocker is None:
             resolved = source
             outcome = apply_when_admitted(
@@ -149,8 +157,10 @@ def reconcile_endpoint(body: kopf.Body, **_: Any) -> None:
             if isinstance(outcome, Blocker):
                 blocker = outcome
             else:
+                child = outcome.child
                 for kind in absent_optional_kinds(endpoint):
                     k8s.delete(OPTIONAL_API_VERSIONS[kind], kind, meta.namespace, meta.name)
-        refresh_endpoint_status(current, blocker, source.model_uri if source else None)
+        model_uri = source.model_uri if source else None
+        refresh_endpoint_status(current, blocker, model_uri, child=child)
         if blocker is not None:
             raise retry_later(blocker)

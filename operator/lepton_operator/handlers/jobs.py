@@ -60,17 +60,23 @@ def _core(
     blocker: Blocker | None,
     *,
     stuck: Blocker | None,
+    child: dict[str, Any] | None,
 ) -> tuple[JobCore, JobObservation, str | None]:
     pytorchjob = None
     if blocker is None:
-        pytorchjob = k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
+        # The caller's copy when it has one (the apply's answer, a watch event's object):
+        # reading it again cost a GET per status refresh, the most frequent request of all.
+        pytorchjob = child or k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
     message = _master_message(namespace, job_name) if pytorchjob_finished(pytorchjob) else None
     observation = observe_pytorchjob(pytorchjob, message, blocker, stuck)
     core = derive_job_core(previous_conditions, generation, observation, now())
     return core, observation, message
 
 
-def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None) -> None:
+def refresh_training_status(
+    body: dict[str, Any], blocker: Blocker | None = None, *, child: dict[str, Any] | None = None
+) -> None:
+    """Recompute the job's status from its PyTorchJob (`child`, or read here) and its pods."""
     job = LeptonTrainingJob.model_validate(body)
     previous = job.status
     meta, spec = job.metadata, job.spec
@@ -88,6 +94,7 @@ def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None
             child=("PyTorchJob", meta.namespace, training_job_name(job)),
             fields=fields,
         ),
+        child=child,
     )
     generation = meta.generation
     results = previous.results if previous else None
@@ -118,7 +125,11 @@ def refresh_training_status(body: dict[str, Any], blocker: Blocker | None = None
 
 
 def refresh_compression_status(
-    body: dict[str, Any], blocker: Blocker | None = None, source_model_uri: str | None = None
+    body: dict[str, Any],
+    blocker: Blocker | None = None,
+    source_model_uri: str | None = None,
+    *,
+    child: dict[str, Any] | None = None,
 ) -> None:
     compression = LeptonCompression.model_validate(body)
     previous = compression.status
@@ -126,12 +137,12 @@ def refresh_compression_status(
     generation = meta.generation
     fields = secret_fields(output=compression.spec.output.secret_ref)
     from_source = "the source's spec.dataset.secretRef"
-    child = ("PyTorchJob", meta.namespace, compression_job_name(compression))
+    child_key = ("PyTorchJob", meta.namespace, compression_job_name(compression))
     stuck = stuck_pod(
         "LeptonCompression",
         meta.namespace,
         meta.name,
-        child=child,
+        child=child_key,
         fields=fields,
         other_secrets=from_source,
     )
@@ -142,6 +153,7 @@ def refresh_compression_status(
         compression_job_name(compression),
         blocker,
         stuck=stuck,
+        child=child,
     )
     results = previous.results if previous else None
     if core.phase == "Succeeded":

@@ -9,10 +9,13 @@ import kopf
 from prometheus_client import start_http_server
 
 from lepton_operator import k8s
+from lepton_operator.builders.meta import MANAGED_BY
 from lepton_operator.handlers.admission import admission_queue
+from lepton_operator.handlers.children import status_refresh_queue
 from lepton_operator.handlers.context import settings as operator_settings_from_env
 
 PREFIX = "lepton.ai"
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 
 
 @kopf.on.startup()
@@ -26,14 +29,20 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "lepton-operator"
+    # Kopf filters by labels in the operator; these selectors make the API server do it, so
+    # that the pods, PyTorchJobs and Deployments of everyone else never reach this process.
+    for plural in ("pods", "pytorchjobs", "deployments"):
+        settings.watching.label_selectors[plural] = MANAGED_SELECTOR
     logging.getLogger().setLevel(operator_settings.log_level)
     k8s.connect()
     # The queue's informers list nodes, pods and PyTorchJobs before its first decision.
     admission_queue().start()
+    status_refresh_queue().start()
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, addr=operator_settings.bind_address)
 
 
 @kopf.on.cleanup()
-def stop_admission(**_: Any) -> None:
+def stop_queues(**_: Any) -> None:
     admission_queue().stop()
+    status_refresh_queue().stop()

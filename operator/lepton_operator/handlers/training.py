@@ -9,7 +9,7 @@ import kopf
 from lepton_operator.api.base import API_GROUP, API_VERSION
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.jobs import render_training_children, training_job_name
-from lepton_operator.handlers.admission import apply_when_admitted, job_ask, queued_as
+from lepton_operator.handlers.admission import Applied, apply_when_admitted, job_ask, queued_as
 from lepton_operator.handlers.context import (
     instrumented,
     missing_inputs,
@@ -36,6 +36,7 @@ def reconcile_training_body(current: dict[str, Any]) -> None:
         job = LeptonTrainingJob.model_validate(current)
         spec, config, meta = job.spec, settings(), job.metadata
         blocker = missing_inputs(meta.namespace, [spec.dataset.uri, spec.output.uri])
+        child = None
         if blocker is None:
             outcome = apply_when_admitted(
                 queued_as(meta, "LeptonTrainingJob"),
@@ -48,6 +49,8 @@ def reconcile_training_body(current: dict[str, Any]) -> None:
                 return  # the admission queue applies the children and reports
             if isinstance(outcome, Blocker):
                 blocker = outcome
-        refresh_training_status(current, blocker)
+            elif isinstance(outcome, Applied):
+                child = outcome.child
+        refresh_training_status(current, blocker, child=child)
         if blocker is not None:
             raise retry_later(blocker)
