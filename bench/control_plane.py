@@ -394,6 +394,7 @@ class Bench:
 
     def steady(self, operator: OperatorProcess, proc: Proc, seen: PyTorchJobsSeen) -> None:
         steady, figures = self.options.steady, self.figures
+        rss_before = proc.memory_mb("VmRSS")
         cpu_before = proc.cpu_seconds()
         profiler = Profiler(self.options.py_spy, operator.pid, "steady")
         shares, requests = CpuShares(operator.pid), request_counts(self.api)
@@ -410,6 +411,12 @@ class Bench:
             "rate_per_s": round((steady - 1) / sending_s, 1) if sending_s else None,
             "cpu_seconds": round(proc.cpu_seconds() - cpu_before, 1),
         }
+        # What the steady jobs, all still there, hold: state per CR, apart from the burst's
+        # transient peak above (it may partly fill memory that peak left behind).
+        proc.wait_idle()
+        figures["rss_mb_per_1k_steady"] = round(
+            (proc.memory_mb("VmRSS") - rss_before) * 1000 / steady, 1
+        )
         figures["p50_ms"] = ms(statistics.median(latencies))
         figures["p99_ms"] = ms(percentile(latencies, 0.99))
         figures["max_ms"] = ms(max(latencies))
