@@ -26,7 +26,6 @@ import pytest
 import urllib3
 from kubernetes import client
 from kubernetes.client import rest
-from kubernetes.dynamic import DynamicClient
 
 from lepton_operator import k8s
 from lepton_operator.services import informer
@@ -187,9 +186,7 @@ class FakeKind:
 
 class FakeApi:
     """The dynamic client as k8s.py uses it: `get` lists (or reads one object of the list's
-    answer); `watch` is the client's own code."""
-
-    watch = DynamicClient.watch
+    answer). Watches go to the resource's own `get`, as the client's Watch calls it."""
 
     def get(self, resource: FakeKind, name: str | None = None, **_: Any) -> _Listed:
         listed = resource.list()
