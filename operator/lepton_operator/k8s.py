@@ -86,11 +86,10 @@ def _waits_out_unavailability(call: Callable[P, T]) -> Callable[P, T]:
     """Retry an idempotent call (a read, a server-side apply, a merge patch of the whole status,
     a delete) while the API server is unavailable, up to UNAVAILABLE_BACKOFF_SECONDS.
 
-    Without it, a restart of the API server fails every call in flight at once. An event
-    handler's failure Kopf only logs ("will ignore it"): the child's change it handled reaches
-    its owner only if a later event carries it (e2e/test_apiserver_faults.py saw
-    pytorchjob_changed fail so); a change handler's waits out Kopf's 60 s backoff. Longer
-    outages still raise: the handlers' own retries take over from there.
+    Without it, a restart of the API server fails every call in flight at once, and a change
+    handler's failure waits out Kopf's 60 s backoff. Longer outages still raise: the change
+    handlers' own retries take over from there, and the status refresh queue's backoff for
+    what the children's events marked (services/status_refresh.py).
     """
 
     @functools.wraps(call)
