@@ -65,11 +65,9 @@ def status_refresh_queue() -> StatusRefreshQueue:
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=MANAGED)
 def pytorchjob_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
     key = _owner_key(body, (TRAINING, COMPRESSION))
-    if key is None:
+    if key is None or _just_created(type, body):
         return
     queue = status_refresh_queue()
-    if _just_created(type, body):
-        return
     if type != "DELETED":
         queue.mark(key, dict(body))
         return

@@ -9,13 +9,13 @@ import kopf
 from prometheus_client import start_http_server
 
 from lepton_operator import k8s
-from lepton_operator.builders.meta import MANAGED_BY
+from lepton_operator.builders.meta import MANAGED_SELECTOR
 from lepton_operator.handlers.admission import admission_queue
 from lepton_operator.handlers.children import status_refresh_queue
 from lepton_operator.handlers.context import settings as operator_settings_from_env
 
 PREFIX = "lepton.ai"
-MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+MANAGED_LABEL_SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED_SELECTOR.items())
 
 
 @kopf.on.startup()
@@ -32,7 +32,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Kopf filters by labels in the operator; these selectors make the API server do it, so
     # that the pods, PyTorchJobs and Deployments of everyone else never reach this process.
     for plural in ("pods", "pytorchjobs", "deployments"):
-        settings.watching.label_selectors[plural] = MANAGED_SELECTOR
+        settings.watching.label_selectors[plural] = MANAGED_LABEL_SELECTOR
     logging.getLogger().setLevel(operator_settings.log_level)
     k8s.connect()
     # The queue's informers list nodes, pods and PyTorchJobs before its first decision.

@@ -39,9 +39,10 @@ class _Mark:
     failures: int = 0
     not_before: float = 0.0  # the queue's clock
 
-    def merged(self, newer: _Mark) -> _Mark:
-        """This mark with a newer one's child (when it has one) and context."""
-        child = newer.child if newer.child is not None else self.child
+    def merged(self, newer: _Mark, *, forget_child: bool = False) -> _Mark:
+        """This mark with a newer one's child (when it has one, or `forget_child`: the child
+        was deleted) and context; its backoff stays."""
+        child = newer.child if newer.child is not None or forget_child else self.child
         return _Mark(child, newer.context, self.failures, self.not_before)
 
 
@@ -80,9 +81,9 @@ class StatusRefreshQueue:
         mark = _Mark(child)
         with self._changed:
             known = self._pending.get(key)
-            if known is not None and forget_child:
-                known.child = None
-            self._pending[key] = known.merged(mark) if known is not None else mark
+            if known is not None:
+                mark = known.merged(mark, forget_child=forget_child)
+            self._pending[key] = mark
             self._changed.notify()
 
     def discard(self, key: OwnerKey) -> None:
