@@ -233,6 +233,9 @@ def training_results(
         loss=summary.loss,
         epochs=summary.epochs,
         samples_per_second=summary.samples_per_second,
+        parameters=summary.parameters,
+        latency_ms=summary.latency_ms,
+        size_bytes=summary.size_bytes,
         model_uri=output_uri,
         last_checkpoint=layout.to_user_uri(summary.last_checkpoint)
         if summary.last_checkpoint

@@ -47,6 +47,18 @@ class LeptonNetSpec(ContractModel):
     """Scales the channel count of every stage (1.0 = 32/64/128 channels)."""
     depth_multiplier: float = Field(1.0, gt=0, le=8)
     """Scales the number of conv blocks per stage (1.0 = 1/2/2 blocks)."""
+    stages: int = Field(3, ge=1, le=4)
+    """Stages, max-pooled between them; stage i has 32 * 2**i channels before the width
+    multiplier (a fourth stage: 256)."""
+    blocks_per_stage: int | None = Field(None, ge=1, le=8)
+    """Conv blocks in every stage; unset, the depth multiplier scales 1/2/2(/2)."""
+    kernel_size: Literal[3, 5, 7] = 3
+    """Side of every convolution kernel."""
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    """Non-linearity after every normalisation."""
+    normalization: Literal["batch", "group", "none"] = "batch"
+    """Normalisation after every convolution: batch norm, group norm (groups of 4 channels at
+    most 8 groups), or none."""
     num_classes: int = Field(10, ge=2, le=100_000)
     """Number of output classes."""
     in_channels: int = Field(1, ge=1, le=16)
@@ -216,6 +228,13 @@ class TrainSummary(ContractModel):
     """Test accuracy per epoch."""
     epoch_seconds: list[float] = Field(default_factory=list)
     """Wall-clock seconds of each epoch."""
+    parameters: int | None = Field(None, ge=0)
+    """Trainable parameters of the model."""
+    latency_ms: float | None = Field(None, ge=0)
+    """Median batch-1 inference latency on the evaluation data, in milliseconds, on the
+    device the run trained on."""
+    size_bytes: int | None = Field(None, ge=0)
+    """Size of the exported weights (model.pt), in bytes."""
 
 
 # --------------------------------------------------------------------------- compress

@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from torch.ao.nn import quantized as nnq
+from torch.ao.nn.intrinsic import quantized as nnqi
 
 from lepton_runtime import compress, train
 from lepton_runtime.compress.prune import (
@@ -18,12 +20,14 @@ from lepton_runtime.compress.prune import (
     make_permanent,
     measure_sparsity,
 )
+from lepton_runtime.compress.quantize import quantize
 from lepton_runtime.compress.trials import plan_trials, verdict
 from lepton_runtime.contract import (
     AccuracyGuard,
     CompressConfig,
     CompressSummary,
     DatasetSpec,
+    Hyperparameters,
     LeptonNetSpec,
     MLPSpec,
     PruningSpec,
@@ -33,6 +37,7 @@ from lepton_runtime.contract import (
 from lepton_runtime.data import load_splits
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
+from lepton_runtime.export.torchscript import load_torchscript, to_torchscript, torchscript_bytes
 from lepton_runtime.models import build_model
 
 from .conftest import tiny_train_config
@@ -71,6 +76,68 @@ def test_structured_pruning_removes_whole_channels() -> None:
         channel_zero = (conv.weight.flatten(1) == 0).all(1)
         assert channel_zero.float().mean().item() == pytest.approx(0.5, abs=0.07)
     assert measure_sparsity(model, "l1-structured") == pytest.approx(0.5, abs=0.05)
+
+
+GELU_GROUP = LeptonNetSpec(width_multiplier=0.25, activation="gelu", normalization="group")
+"""A variant int8 fusion cannot fuse (no batch norm, no ReLU) and whose norm pools channels."""
+
+
+def _has(model: torch.nn.Module, kind: type[torch.nn.Module]) -> bool:
+    return any(isinstance(m, kind) for m in model.modules())
+
+
+def test_static_int8_fuses_conv_bn_relu_of_the_default_model() -> None:
+    calibration = [torch.rand(4, 1, 28, 28)]
+    fused = quantize(build_model(LeptonNetSpec(width_multiplier=0.25)), "static-int8", calibration)
+    assert _has(fused, nnqi.ConvReLU2d) and not _has(fused, torch.nn.BatchNorm2d)
+    variant = quantize(build_model(GELU_GROUP), "static-int8", calibration)
+    # Nothing to fuse: int8 convs, with the group norm and GELU left in float between them.
+    assert not _has(variant, nnqi.ConvReLU2d) and _has(variant, nnq.Conv2d)
+    assert _has(variant, torch.nn.GroupNorm) and _has(variant, torch.nn.GELU)
+
+
+@pytest.mark.parametrize("method", ["l1-unstructured", "l1-structured"])
+def test_variant_prunes_fine_tunes_and_quantizes(method: str) -> None:
+    model = build_model(GELU_GROUP)
+    x = torch.rand(4, 1, 28, 28)
+    apply_sparsity(model, method, 0.5)
+    # Masks zero weights but never change shapes, so each group norm still fits its conv.
+    loss = torch.nn.functional.cross_entropy(model.train()(x), torch.tensor([0, 1, 2, 3]))
+    loss.backward()  # type: ignore[no-untyped-call]
+    make_permanent(model)
+    assert measure_sparsity(model, method) == pytest.approx(0.5, abs=0.07)
+    model.eval()
+    for mode in ("static-int8", "dynamic-int8", "fp16"):
+        shipped = load_torchscript(torchscript_bytes(to_torchscript(quantize(model, mode, [x]), x)))
+        logits = shipped(x)
+        assert tuple(logits.shape) == (4, 10) and torch.isfinite(logits).all(), mode
+
+
+def test_compress_job_on_a_variant(mnist_uri: str, tmp_path: Path) -> None:
+    """The whole job on a variant: its card rebuilds it, and prune + int8 export it."""
+    trained = train.run(
+        tiny_train_config(
+            mnist_uri,
+            tmp_path,
+            model=GELU_GROUP.model_copy(update={"stages": 4, "kernel_size": 5}),
+            dataset=DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100),
+            hyperparameters=Hyperparameters(epochs=1, batch_size=32, learning_rate=0.01),
+        )
+    )
+    summary = compress.run(
+        _config(
+            trained.model_uri,
+            tmp_path / "out",
+            mnist_uri,
+            dataset=DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100),
+            pruning=PruningSpec(target_sparsity=0.5, steps=1, fine_tune_epochs=0.25),
+            # The paths are under test, not the guard: an untrained variant passes any guard.
+            accuracy_guard=AccuracyGuard(max_accuracy_drop=1.0, max_trials=1),
+        )
+    )
+    assert summary.quantization == "static-int8" and summary.sparsity == pytest.approx(0.5, 0.05)
+    assert read_card(str(tmp_path / "out")).spec == read_card(trained.model_uri).spec
+    assert tuple(load_scripted(str(tmp_path / "out"))(torch.rand(2, 1, 28, 28)).shape) == (2, 10)
 
 
 def test_schedule_and_trial_plan_back_off() -> None:

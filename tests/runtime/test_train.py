@@ -27,7 +27,9 @@ from lepton_runtime.contract import (
 )
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
 from lepton_runtime.serve.local import free_port
+from lepton_runtime.train.measure import latency_ms
 from lepton_runtime.train.progress import Progress
+from lepton_runtime.train.runner import weights_size
 
 from .conftest import HELPERS, tiny_train_config
 
@@ -65,6 +67,39 @@ def test_training_learns_real_digits_and_writes_artifacts(
     x = torch.rand(4, *card.input_shape)
     assert torch.allclose(model(x), scripted(x), atol=1e-5)
     assert card.metrics["accuracy"] == summary.accuracy
+    _assert_measured(summary, uri, model)
+
+
+def _assert_measured(summary: TrainSummary, uri: str, model: torch.nn.Module) -> None:
+    """parameters, size_bytes and latency_ms describe the exported model."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert summary.parameters == trainable > 0
+    weights = Path(uri.removeprefix("file://")) / "model.pt"
+    assert summary.size_bytes == weights.stat().st_size > 0
+    assert summary.latency_ms is not None and 0 < summary.latency_ms < 1000
+    on_the_wire = json.loads(summary.to_wire())
+    assert {"parameters", "sizeBytes", "latencyMs"} <= on_the_wire.keys()
+
+
+def test_weights_size_without_a_local_file(trained: tuple[str, TrainSummary]) -> None:
+    """A remote output has no file to stat: the same serialization gives the same size."""
+    uri, summary = trained
+    model, _ = load_float_model(uri)
+    assert weights_size("s3://bucket/run", model) == summary.size_bytes
+
+
+def test_latency_times_batch_one_calls_in_eval_mode() -> None:
+    calls: list[tuple[bool, int]] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append((self.training, x.shape[0]))
+            return x
+
+    assert latency_ms(Probe().train(), torch.rand(3, 1, 28, 28), runs=7, warmup=2) >= 0
+    assert calls == [(False, 1)] * 9
+    with pytest.raises(ValueError, match="at least one sample"):
+        latency_ms(Probe(), torch.rand(0, 1, 28, 28))
 
 
 def test_resume_continues_from_the_checkpoint(mnist_uri: str, tmp_path: Path) -> None:
@@ -223,6 +258,8 @@ def test_ddp_with_torchrun_two_processes(tmp_path: Path) -> None:
     assert summary.steps == 2 * (512 // 2 // 32)  # each rank sees half the data per epoch
     assert summary.accuracy > 0.5
     assert read_card(str(tmp_path / "out")).spec == config.model
+    model, _ = load_float_model(str(tmp_path / "out"))
+    _assert_measured(summary, str(tmp_path / "out"), model)  # rank 0 measured, all report it
 
 
 def test_progress_is_live_during_training(tmp_path: Path) -> None:

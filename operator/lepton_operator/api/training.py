@@ -42,6 +42,18 @@ class ModelParameters(LeptonModel):
     """leptonnet: scales the channels of every stage."""
     depth_multiplier: float = Field(default=1.0, ge=0.25, le=8.0)
     """leptonnet: scales the number of conv blocks per stage."""
+    stages: int = Field(default=3, ge=1, le=4)
+    """leptonnet: stages, max-pooled between them (32, 64, 128, 256 channels at width 1.0)."""
+    blocks_per_stage: int | None = Field(default=None, ge=1, le=8)
+    """leptonnet: conv blocks in every stage; unset, depthMultiplier scales 1/2/2(/2)."""
+    kernel_size: Literal[3, 5, 7] = 3
+    """leptonnet: side of every convolution kernel."""
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    """leptonnet: the non-linearity after every normalisation."""
+    normalization: Literal["batch", "group", "none"] = "batch"
+    """leptonnet: batch norm, group norm or none after every convolution."""
+    dropout: float = Field(default=0.1, ge=0, le=0.9)
+    """leptonnet: dropout before the classifier head."""
     hidden_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
         default_factory=lambda: [256, 128], max_length=16
     )
@@ -206,6 +218,12 @@ class TrainingResults(LeptonModel):
     """Epochs completed."""
     samples_per_second: float | None = Field(default=None, ge=0)
     """Training throughput over all workers."""
+    parameters: int | None = Field(default=None, ge=0)
+    """Trainable parameters of the model."""
+    latency_ms: float | None = Field(default=None, ge=0)
+    """Median batch-1 inference latency on the evaluation data, in milliseconds."""
+    size_bytes: int | None = Field(default=None, ge=0)
+    """Size of the exported weights, in bytes."""
     model_uri: str | None = Field(default=None, alias="modelURI", max_length=URI_MAX)
     """Where the trained model was written; compression and endpoints read it from here."""
     last_checkpoint: str | None = Field(default=None, max_length=URI_MAX)

@@ -73,6 +73,12 @@ def render_model(model: ModelSpec) -> LeptonNetSpec | MLPSpec | UserModelSpec:
         return LeptonNetSpec(
             width_multiplier=parameters.width_multiplier,
             depth_multiplier=parameters.depth_multiplier,
+            stages=parameters.stages,
+            blocks_per_stage=parameters.blocks_per_stage,
+            kernel_size=parameters.kernel_size,
+            activation=parameters.activation,
+            normalization=parameters.normalization,
+            dropout=parameters.dropout,
             num_classes=parameters.num_classes,
             in_channels=parameters.in_channels,
         )

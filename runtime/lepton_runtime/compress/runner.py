@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lepton_runtime.compress.measure import latency_ms
 from lepton_runtime.compress.prune import (
     apply_sparsity,
     cubic_schedule,
@@ -31,6 +30,7 @@ from lepton_runtime.export.artifacts import (
 from lepton_runtime.export.torchscript import load_torchscript, to_torchscript, torchscript_bytes
 from lepton_runtime.train.distributed import DistContext, init_distributed, shutdown_distributed
 from lepton_runtime.train.loop import batches_per_epoch, evaluate, shard_batches, train_step
+from lepton_runtime.train.measure import latency_ms
 from lepton_runtime.train.progress import Progress
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,11 @@ def build_model(spec: ModelSpec) -> nn.Module:
             num_classes=spec.num_classes,
             in_channels=spec.in_channels,
             dropout=spec.dropout,
+            stages=spec.stages,
+            blocks_per_stage=spec.blocks_per_stage,
+            kernel_size=spec.kernel_size,
+            activation=spec.activation,
+            normalization=spec.normalization,
         )
     if isinstance(spec, MLPSpec):
         return MLP(spec.input_size, list(spec.hidden_sizes), spec.num_classes)
@@ -54,6 +59,26 @@ def input_shape(spec: ModelSpec) -> list[int]:
     return [1, 28, 28]
 
 
+# LeptonNetSpec fields added after checkpoints were first fingerprinted. At their defaults they
+# describe the original network, so they stay out of the hash: a checkpoint written before
+# they existed still resumes, and any other value gives a new fingerprint.
+_LATER_LEPTONNET_FIELDS = (
+    "stages",
+    "blocks_per_stage",
+    "kernel_size",
+    "activation",
+    "normalization",
+)
+
+
+def _default_later_fields(spec: ModelSpec) -> set[str]:
+    if not isinstance(spec, LeptonNetSpec):
+        return set()
+    fields = LeptonNetSpec.model_fields
+    return {n for n in _LATER_LEPTONNET_FIELDS if getattr(spec, n) == fields[n].default}
+
+
 def spec_fingerprint(spec: ModelSpec) -> str:
     """A short stable hash of the architecture-defining spec."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+    dumped = spec.model_dump_json(exclude=_default_later_fields(spec))
+    return hashlib.sha256(dumped.encode()).hexdigest()[:16]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import logging
 import random
 import time
@@ -12,9 +14,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lepton_runtime import storage
 from lepton_runtime.contract import TrainConfig, TrainSummary
-from lepton_runtime.data import load_splits
-from lepton_runtime.export.artifacts import make_card, write_artifacts
+from lepton_runtime.data import Split, load_splits
+from lepton_runtime.export.artifacts import STATE_DICT, make_card, write_artifacts
 from lepton_runtime.models import build_model, spec_fingerprint
 from lepton_runtime.train.checkpoint import (
     TrainState,
@@ -30,6 +33,7 @@ from lepton_runtime.train.loop import (
     shard_batches,
     train_step,
 )
+from lepton_runtime.train.measure import count_parameters, latency_ms
 from lepton_runtime.train.optim import make_optimizer, make_schedule
 from lepton_runtime.train.progress import Progress
 
@@ -48,6 +52,34 @@ def _autocast_factory(ctx: DistContext, enabled: bool) -> Callable[[], torch.aut
         return None
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return lambda: torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def weights_size(output_uri: str, model: nn.Module) -> int:
+    """Bytes of the model.pt under `output_uri`: the file's size when it is local, else the
+    size of the same serialization (write_artifacts saves the state dict the same way)."""
+    path = storage.local_path(storage.join(output_uri, STATE_DICT))
+    if path is not None:
+        return path.stat().st_size
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def _export(
+    config: TrainConfig, ctx: DistContext, model: nn.Module, test_split: Split, accuracy: float
+) -> tuple[int, float]:
+    """Write the artifacts and measure them on rank 0: (size of model.pt, latency in ms)."""
+    size_bytes, latency = 0, 0.0
+    if ctx.is_main:
+        # Export probes and traces with CPU inputs, so it gets a CPU copy (a no-op on CPU runs)
+        # and model.pt holds CPU tensors; the latency is measured where the run trained.
+        exported = copy.deepcopy(model).cpu() if ctx.device.type != "cpu" else model
+        card = make_card(config.model, exported, metrics={"accuracy": accuracy})
+        write_artifacts(config.output_uri, card, exported)
+        size_bytes = weights_size(config.output_uri, exported)
+        latency = latency_ms(model, test_split.images, device=ctx.device)
+    # One measurement for every rank, so each returns the same summary.
+    return ctx.broadcast_from_main((size_bytes, latency))
 
 
 def run(config: TrainConfig) -> TrainSummary:
@@ -161,9 +193,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     accuracy = (
         state.accuracy_history[-1] if state.accuracy_history else evaluate(model, test_split, ctx)
     )
-    if ctx.is_main:
-        card = make_card(config.model, model, metrics={"accuracy": accuracy})
-        write_artifacts(config.output_uri, card, model)
+    size_bytes, latency = _export(config, ctx, model, test_split, accuracy)
     ctx.barrier()
     if config.checkpoint.dir and checkpoint_path(config.checkpoint.dir).exists():
         last_checkpoint = str(checkpoint_path(config.checkpoint.dir))
@@ -180,4 +210,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
         loss_history=state.loss_history,
         accuracy_history=state.accuracy_history,
         epoch_seconds=state.epoch_seconds,
+        parameters=count_parameters(model),
+        latency_ms=latency,
+        size_bytes=size_bytes,
     )
