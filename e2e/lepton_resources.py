@@ -27,6 +27,7 @@ PLURALS = {
     "LeptonTrainingJob": "leptontrainingjobs",
     "LeptonCompression": "leptoncompressions",
     "LeptonEndpoint": "leptonendpoints",
+    "LeptonSearch": "leptonsearches",
 }
 SAMPLES = REPO_ROOT / "samples"
 TERMINATION_ANNOTATION = "lepton.ai/e2e-termination-message"
@@ -90,9 +91,9 @@ def install_crds() -> None:
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
     # Established comes before discovery and the OpenAPI document list the new kinds.
     wait_until(
-        "discovery and OpenAPI serve ltj, lcomp and lep",
+        "discovery and OpenAPI serve ltj, lcomp, lep and lsearch",
         lambda: (
-            kubectl("get", "ltj,lcomp,lep", "-A", check=False).returncode == 0
+            kubectl("get", "ltj,lcomp,lep,lsearch", "-A", check=False).returncode == 0
             and kubectl("explain", "lep.spec", check=False).returncode == 0
         ),
     )

@@ -286,7 +286,7 @@ def test_restarting_the_operator_changes_nothing(
             "the restarted operator resumed all three resources",
             lambda: all(
                 f'lepton_reconcile_duration_seconds_count{{kind="{kind}"}}' in restarted.metrics()
-                for kind in PLURALS
+                for kind in ("LeptonTrainingJob", "LeptonCompression", "LeptonEndpoint")
             ),
         )
         assert snapshot() == before

@@ -64,3 +64,34 @@ def make_endpoint(
 ) -> Manifest:
     default = {"source": {"compressionRef": {"name": "mnist-compressed"}}}
     return _manifest("LeptonEndpoint", name, namespace, deep_merge(default, spec or {}))
+
+
+def make_search(
+    name: str = "mnist-search", namespace: str = "default", spec: Manifest | None = None
+) -> Manifest:
+    default = {
+        "template": {
+            "model": {"name": "leptonnet"},
+            "dataset": {"uri": "pvc://datasets/mnist"},
+            "output": {"uri": f"pvc://artifacts/{name}"},
+            "hyperparameters": {"epochs": 3},
+            "resources": {"workers": 1, "gpusPerWorker": 1},
+        },
+        "space": [
+            {"name": "model.parameters.widthMultiplier", "type": "float", "min": 0.25, "max": 1.0},
+            {
+                "name": "model.parameters.activation",
+                "type": "categorical",
+                "values": ["relu", "gelu"],
+            },
+            {
+                "name": "hyperparameters.learningRate",
+                "type": "float",
+                "min": 1e-4,
+                "max": 1e-2,
+                "log": True,
+            },
+        ],
+        "budget": {"maxTrials": 4, "parallelTrials": 2},
+    }
+    return _manifest("LeptonSearch", name, namespace, deep_merge(default, spec or {}))

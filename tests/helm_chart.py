@@ -43,7 +43,7 @@ class Grant:
         return {(self.api_group, self.resource, verb) for verb in self.verbs}
 
 
-LEPTON_PLURALS = ("leptontrainingjobs", "leptoncompressions", "leptonendpoints")
+LEPTON_PLURALS = ("leptontrainingjobs", "leptoncompressions", "leptonendpoints", "leptonsearches")
 
 # In every watched namespace (a ClusterRole when cluster-wide).
 OPERATOR_NEEDS: tuple[Grant, ...] = (
@@ -55,6 +55,7 @@ OPERATOR_NEEDS: tuple[Grant, ...] = (
         Grant("lepton.ai", f"{plural}/status", ("get", "patch"), "k8s.patch_status")
         for plural in LEPTON_PLURALS
     ),
+    Grant("lepton.ai", "leptontrainingjobs", ("create",), "a search's trials (k8s.create)"),
     Grant("kubeflow.org", "pytorchjobs", OWN, "training/compression child; watched"),
     Grant("", "configmaps", OWN, "runtime config child"),
     Grant("", "services", OWN, "endpoint child"),

@@ -14,7 +14,7 @@ from tests.helm_chart import CHART_DIR, REPO_ROOT
 HEALTH_DIR = CHART_DIR / "argocd"
 DOCS = REPO_ROOT / "docs" / "argocd.md"
 JOB_KINDS = ("LeptonTrainingJob", "LeptonCompression")
-KINDS = (*JOB_KINDS, "LeptonEndpoint")
+KINDS = (*JOB_KINDS, "LeptonEndpoint", "LeptonSearch")
 
 # lupa ships no type information: reach it through importlib and treat it as Any.
 _lua51: Any = importlib.import_module("lupa.lua51")
@@ -87,6 +87,21 @@ def test_job_phase_maps_to_health(kind: str, phase: str, expected: str) -> None:
 )
 def test_endpoint_phase_maps_to_health(phase: str, expected: str) -> None:
     status, message = health("LeptonEndpoint", resource("LeptonEndpoint", phase, "why"))
+    assert (status, message) == (expected, f"{phase}: why")
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [
+        ("Pending", "Progressing"),
+        ("Running", "Progressing"),
+        ("Succeeded", "Healthy"),
+        ("Failed", "Degraded"),
+        ("Queued", "Unknown"),  # a search has no such phase
+    ],
+)
+def test_search_phase_maps_to_health(phase: str, expected: str) -> None:
+    status, message = health("LeptonSearch", resource("LeptonSearch", phase, "why"))
     assert (status, message) == (expected, f"{phase}: why")
 
 

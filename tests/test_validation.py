@@ -44,7 +44,7 @@ def test_a_value_past_what_cel_can_hold_is_refused_not_a_crash() -> None:
     endpoint = make_endpoint(
         spec={"triton": {"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [2**70]}}}
     )
-    assert "spec.triton.dynamicBatching.preferredBatchSizes.0" in paths(endpoint)
+    assert "spec.triton.dynamicBatching.preferredBatchSizes[0]" in paths(endpoint)
 
 
 def test_onnx_export_of_a_quantized_model_is_refused_at_admission() -> None:
@@ -67,7 +67,7 @@ def test_onnx_export_of_a_quantized_model_is_refused_at_admission() -> None:
         ({"resources": {"gpuType": "A100 80GB"}}, "spec.resources.gpuType"),
         (
             {"model": {"name": "mlp", "parameters": {"hiddenSizes": [0]}}},
-            "spec.model.parameters.hiddenSizes.0",
+            "spec.model.parameters.hiddenSizes[0]",
         ),
         ({"runPolicy": {"activeDeadlineSeconds": 2**40}}, "spec.runPolicy.activeDeadlineSeconds"),
     ],

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "lepton-operator"
 FORBIDDEN = 403
 NOT_FOUND = 404
+CONFLICT = 409
 GONE = 410
 # The API server is away (restarting, shutting down, its etcd gone) or overloaded: the same
 # request is answered once it is back.
@@ -190,6 +191,30 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
             ) from error
         raise
     return _json(result)
+
+
+@_waits_out_unavailability
+def create(manifest: dict[str, Any]) -> bool:
+    """Create the object unless one of that name exists (False then: the existing one is
+    left as it is, unlike `apply`)."""
+    resource = _resource(manifest["apiVersion"], manifest["kind"])
+    try:
+        answer = _client().create(
+            resource,
+            body=manifest,
+            namespace=manifest["metadata"].get("namespace"),
+            serialize=False,
+        )
+        answer.drain_conn()  # read to its end, or the connection is not used again
+    except ApiException as error:
+        if error.status == CONFLICT:
+            return False
+        if error.status in REJECTED:
+            raise RejectedError(
+                f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
+            ) from error
+        raise
+    return True
 
 
 @_waits_out_unavailability

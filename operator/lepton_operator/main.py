@@ -15,6 +15,7 @@ from lepton_operator.handlers import (  # noqa: F401
     compression,
     endpoint,
     lifecycle,
+    search,
     training,
 )
 from lepton_operator.handlers.context import settings

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lepton_operator.api.base import SecretReference
 from lepton_operator.api.common import DatasetSpec, ModelSourceRefs
 from lepton_operator.api.compression import LeptonCompression
+from lepton_operator.api.search import LeptonSearch
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.status import Blocker
 
-SourceResource = LeptonTrainingJob | LeptonCompression
+SourceResource = LeptonTrainingJob | LeptonCompression | LeptonSearch
+REFERENCE_FIELDS = {
+    "LeptonTrainingJob": "trainingJobRef",
+    "LeptonCompression": "compressionRef",
+    "LeptonSearch": "searchRef",
+}
 
 
 def source_reference(source: ModelSourceRefs) -> tuple[str, str] | None:
@@ -21,11 +28,13 @@ def source_reference(source: ModelSourceRefs) -> tuple[str, str] | None:
         return "LeptonTrainingJob", source.training_job_ref.name
     if source.compression_ref is not None:
         return "LeptonCompression", source.compression_ref.name
+    if source.search_ref is not None:
+        return "LeptonSearch", source.search_ref.name
     return None
 
 
 def _field(kind: str) -> str:
-    return "trainingJobRef" if kind == "LeptonTrainingJob" else "compressionRef"
+    return REFERENCE_FIELDS[kind]
 
 
 def source_blocker(
@@ -98,10 +107,20 @@ def source_dataset(found: SourceResource) -> DatasetSpec | None:
     """The data a source was trained or evaluated on, for compressions that name none."""
     if isinstance(found, LeptonTrainingJob):
         return found.spec.dataset
+    if isinstance(found, LeptonSearch):
+        return found.spec.template.dataset
     return found.spec.evaluation.dataset if found.spec.evaluation is not None else None
 
 
 def source_seed(found: SourceResource | None) -> int:
     if isinstance(found, LeptonTrainingJob):
         return found.spec.hyperparameters.seed
+    if isinstance(found, LeptonSearch):
+        return found.spec.template.hyperparameters.seed
     return 0
+
+
+def source_output_secret(found: SourceResource) -> SecretReference | None:
+    """The Secret that reads where the source wrote its model."""
+    output = found.spec.template.output if isinstance(found, LeptonSearch) else found.spec.output
+    return output.secret_ref

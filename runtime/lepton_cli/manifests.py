@@ -165,6 +165,12 @@ def resolve_pipeline(manifests: list[Manifest]) -> Pipeline:
         training_doc = _lookup(objects, compression_doc, *reference)
 
     if training_doc is None:
+        search = next((m for m in manifests if m.kind == "LeptonSearch"), None)
+        if search is not None:
+            raise ManifestError(
+                f"{search.where}: `lepton run` does not run a LeptonSearch yet; apply it to a "
+                "cluster (kubectl apply -f), where the operator runs its trials"
+            )
         raise ManifestError("the manifests define no LeptonTrainingJob: nothing to run")
     training = LeptonTrainingJob.model_validate(training_doc.body)
     if training.spec.model.command is not None:

@@ -1,5 +1,6 @@
 """The base install (no extras, what the operator image holds) runs `lepton validate` and the
-operator: nothing on those paths imports torch, numpy, tritonclient or matplotlib.
+operator: nothing on those paths imports torch, tritonclient or matplotlib. numpy is there,
+as a dependency of Optuna (LeptonSearch's samplers), and only the operator loads it.
 
 The venv is built the way images and users install Lepton without extras: from the lock
 (`uv pip install -c requirements.lock -b requirements.lock .`). Wheels come from uv's cache,
@@ -17,7 +18,7 @@ import pytest
 from tests.cli.conftest import REPO, SAMPLES
 
 LOCK = REPO / "requirements.lock"
-HEAVY = ("torch", "numpy", "tritonclient", "pytriton", "matplotlib", "onnx")
+HEAVY = ("torch", "tritonclient", "pytriton", "matplotlib", "onnx")
 
 
 def _run(*command: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -54,6 +55,16 @@ def test_the_base_install_holds_no_runtime_extra(base_venv: Path) -> None:
     )
     assert modules.returncode == 0, modules.stderr
     assert modules.stdout.strip() == "", f"the base install has {modules.stdout}"
+
+
+def test_validate_loads_no_numpy(base_venv: Path) -> None:
+    loaded = _run(
+        base_venv / "bin" / "python",
+        "-c",
+        "import sys, lepton_cli.validate; print('numpy' in sys.modules)",
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "False"
 
 
 def test_validate_accepts_the_samples_on_the_base_install(base_venv: Path) -> None:

@@ -62,12 +62,17 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
 # Kopf lists and watches Lepton's resources and patches its progress annotations and the
 # lepton.ai/finalizer onto them; handlers get a fresh copy before computing status.
 - apiGroups: [lepton.ai]
-  resources: [leptontrainingjobs, leptoncompressions, leptonendpoints]
+  resources: [leptontrainingjobs, leptoncompressions, leptonendpoints, leptonsearches]
   verbs: [get, list, watch, patch]
 # Status goes through the status subresource as a merge patch; nothing ever sends an update.
 - apiGroups: [lepton.ai]
-  resources: [leptontrainingjobs/status, leptoncompressions/status, leptonendpoints/status]
+  resources: [leptontrainingjobs/status, leptoncompressions/status, leptonendpoints/status, leptonsearches/status]
   verbs: [get, patch]
+# A search's trials are LeptonTrainingJobs it creates (a POST: an existing trial is never
+# overwritten).
+- apiGroups: [lepton.ai]
+  resources: [leptontrainingjobs]
+  verbs: [create]
 # Children are written with server-side apply (a patch; the API server also checks `create`
 # when the patch creates the object), read back for status, and deleted when the spec no longer
 # asks for them (an HPA or PDB). PyTorchJobs and Deployments are also watched: their changes

@@ -160,6 +160,9 @@ class ModelSourceRefs(LeptonModel):
     compression_ref: LocalObjectReference | None = None
     """A LeptonCompression in this namespace; its status.results.modelURI is used once it
     succeeds."""
+    search_ref: LocalObjectReference | None = None
+    """A LeptonSearch in this namespace; its best trial's model (status.results.modelURI) is
+    used once the search succeeds."""
     model_uri: str | None = Field(
         default=None, alias="modelURI", max_length=URI_MAX, pattern=ARTIFACT_URI_PATTERN
     )
@@ -167,9 +170,9 @@ class ModelSourceRefs(LeptonModel):
 
 
 EXACTLY_ONE_SOURCE_RULE: dict[str, JsonValue] = {
-    "rule": "[has(self.trainingJobRef), has(self.compressionRef), has(self.modelURI)]"
-    ".filter(x, x).size() == 1",
-    "message": "set exactly one of trainingJobRef, compressionRef or modelURI",
+    "rule": "[has(self.trainingJobRef), has(self.compressionRef), has(self.searchRef), "
+    "has(self.modelURI)].filter(x, x).size() == 1",
+    "message": "set exactly one of trainingJobRef, compressionRef, searchRef or modelURI",
 }
 
 

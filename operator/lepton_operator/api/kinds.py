@@ -1,4 +1,4 @@
-"""The three Lepton kinds and everything the CRD needs besides the schema."""
+"""The Lepton kinds and everything the CRD needs besides the schema."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from lepton_operator.api.base import API_GROUP
 from lepton_operator.api.compression import CompressionSpec, CompressionStatus
 from lepton_operator.api.endpoint import EndpointSpec, EndpointStatus
+from lepton_operator.api.search import SearchSpec, SearchStatus
 from lepton_operator.api.training import TrainingJobSpec, TrainingJobStatus
 
 
@@ -138,4 +139,35 @@ ENDPOINT = KindInfo(
     root_rules=(_ENDPOINT_NAME_IS_DNS_LABEL,),
 )
 
-ALL_KINDS: tuple[KindInfo, ...] = (TRAINING, COMPRESSION, ENDPOINT)
+# A search's trials were chosen for its space, objective and algorithm: changing them midway
+# would mix trials of two searches. The budget may change (raise maxTrials to go on).
+_SEARCH_FROZEN_ONCE_STARTED = {
+    "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || "
+    "oldSelf.status.phase == 'Pending' || "
+    "(self.spec.template == oldSelf.spec.template && self.spec.space == oldSelf.spec.space && "
+    "self.spec.objective == oldSelf.spec.objective && "
+    "self.spec.algorithm == oldSelf.spec.algorithm)",
+    "message": "spec.template, spec.space, spec.objective and spec.algorithm cannot change once "
+    "the search has started (spec.budget can): create a new LeptonSearch instead",
+}
+
+SEARCH = KindInfo(
+    kind="LeptonSearch",
+    plural="leptonsearches",
+    singular="leptonsearch",
+    short_names=("lsearch",),
+    spec_model=SearchSpec,
+    status_model=SearchStatus,
+    description="LeptonSearch searches architectures and hyperparameters: every trial is a "
+    "LeptonTrainingJob.",
+    printer_columns=(
+        PHASE,
+        PrinterColumn("Completed", ".status.completedTrials", "integer", "Completed trials"),
+        PrinterColumn("Best", ".status.bestTrial", description="The best trial"),
+        PrinterColumn("Accuracy", ".status.results.accuracy", "number"),
+        AGE,
+    ),
+    root_rules=(_SEARCH_FROZEN_ONCE_STARTED,),
+)
+
+ALL_KINDS: tuple[KindInfo, ...] = (TRAINING, COMPRESSION, ENDPOINT, SEARCH)

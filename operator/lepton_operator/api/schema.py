@@ -87,7 +87,8 @@ def _convert(node: JsonSchema, definitions: dict[str, JsonSchema], path: str) ->
                 out["additionalProperties"] = _convert(value, definitions, f"{path}{{}}")
         elif key in {"anyOf", "oneOf", "allOf"}:
             raise SchemaError(f"{path}: {key} has no structural equivalent; use one type")
-    if "type" not in out:
+    # An int-or-string node has no type: the API server takes either.
+    if "type" not in out and not out.get("x-kubernetes-int-or-string"):
         if "enum" not in out:
             raise SchemaError(f"{path}: every node of a structural schema needs a type")
         out["type"] = _enum_type(out["enum"], path)

@@ -25,12 +25,14 @@ from lepton_operator.api.crd import object_schema
 from lepton_operator.api.endpoint import LeptonEndpoint
 from lepton_operator.api.kinds import ALL_KINDS
 from lepton_operator.api.schema import JsonSchema
+from lepton_operator.api.search import LeptonSearch
 from lepton_operator.api.training import LeptonTrainingJob
 
 RESOURCE_MODELS: dict[str, type[BaseModel]] = {
     "LeptonTrainingJob": LeptonTrainingJob,
     "LeptonCompression": LeptonCompression,
     "LeptonEndpoint": LeptonEndpoint,
+    "LeptonSearch": LeptonSearch,
 }
 _KIND_INFO = {info.kind: info for info in ALL_KINDS}
 # How an error about the whole object (a rule at the root of the schema) is located.
@@ -108,7 +110,9 @@ def apply_schema_defaults(schema: JsonSchema, value: Any) -> Any:
 
 
 def _from_pydantic(error: Any) -> FieldError:
-    path = ".".join(str(part) for part in error["loc"])
+    path = ""
+    for part in error["loc"]:  # list items as the API server writes them: spec.space[0].name
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
     if error["type"] == "extra_forbidden":
         return FieldError(path, f'unknown field "{path}": remove it or check its spelling')
     if error["type"] == "missing":

@@ -13,6 +13,7 @@ OWNER_LABELS = {
     "LeptonTrainingJob": "lepton.ai/trainingjob",
     "LeptonCompression": "lepton.ai/compression",
     "LeptonEndpoint": "lepton.ai/endpoint",
+    "LeptonSearch": "lepton.ai/search",
 }
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # Set on a child once placement chose a pool, so status can report it after a restart.

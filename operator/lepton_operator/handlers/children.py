@@ -11,7 +11,6 @@ again at once: the job's reconcile puts it back in the admission queue.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import cache
 from typing import Any
 
 import kopf
@@ -27,39 +26,28 @@ from lepton_operator.handlers.compression import reconcile_compression_body
 from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
 from lepton_operator.handlers.jobs import refresh_compression_status, refresh_training_status
+from lepton_operator.handlers.refresh import REFRESH, status_refresh_queue
 from lepton_operator.handlers.training import reconcile_training_body
 from lepton_operator.pod_problems import CreateEvent, pod_problem
 from lepton_operator.scheduling.views import MetaView, controller_of
 from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
-from lepton_operator.services.status_refresh import OwnerKey, StatusRefreshQueue
+from lepton_operator.services.status_refresh import OwnerKey
 from lepton_operator.services.stuck_pods import STUCK_PODS
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
 ENDPOINT_LABEL = OWNER_LABELS["LeptonEndpoint"]
-REFRESH: dict[str, Callable[..., None]] = {  # (owner's body, *, child=the child or None)
-    TRAINING: refresh_training_status,
-    COMPRESSION: refresh_compression_status,
-    "LeptonEndpoint": refresh_endpoint_status,
-}
+REFRESH.update(
+    {
+        TRAINING: refresh_training_status,
+        COMPRESSION: refresh_compression_status,
+        "LeptonEndpoint": refresh_endpoint_status,
+    }
+)
 RECONCILE: dict[str, Callable[[dict[str, Any]], None]] = {
     TRAINING: reconcile_training_body,
     COMPRESSION: reconcile_compression_body,
 }
-
-
-def _refresh_owner(key: OwnerKey, child: dict[str, Any] | None) -> None:
-    """What the queue does for a marked owner: read it as the API server has it now (a
-    handler's body may be stale), then recompute its status."""
-    kind, namespace, name = key
-    found = fetch(kind, namespace, name)
-    if found is not None:
-        REFRESH[kind](found, child=child)
-
-
-@cache
-def status_refresh_queue() -> StatusRefreshQueue:
-    return StatusRefreshQueue(_refresh_owner)
 
 
 @kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=MANAGED)

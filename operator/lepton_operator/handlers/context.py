@@ -13,6 +13,7 @@ import kopf
 from lepton_operator import k8s
 from lepton_operator.api.base import GROUP_VERSION, LeptonModel, SecretReference
 from lepton_operator.api.compression import LeptonCompression
+from lepton_operator.api.search import LeptonSearch
 from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.runtime_config import pvc_claims
 from lepton_operator.metrics import PHASE_TRANSITIONS, RECONCILE_ERRORS, RECONCILE_SECONDS
@@ -43,8 +44,12 @@ def fetch_source(kind: str, namespace: str, name: str) -> SourceResource | None:
     body = fetch(kind, namespace, name)
     if body is None:
         return None
-    model = LeptonTrainingJob if kind == "LeptonTrainingJob" else LeptonCompression
-    return model.model_validate(body)
+    models: dict[str, type[SourceResource]] = {
+        "LeptonTrainingJob": LeptonTrainingJob,
+        "LeptonCompression": LeptonCompression,
+        "LeptonSearch": LeptonSearch,
+    }
+    return models[kind].model_validate(body)
 
 
 def publish_status(

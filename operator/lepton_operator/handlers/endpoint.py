@@ -33,7 +33,12 @@ from lepton_operator.handlers.context import (
     stuck_pod,
 )
 from lepton_operator.observe import observe_deployment
-from lepton_operator.resolve import source_blocker, source_model_uri, source_reference
+from lepton_operator.resolve import (
+    source_blocker,
+    source_model_uri,
+    source_output_secret,
+    source_reference,
+)
 from lepton_operator.status import Blocker, clipped, derive_endpoint_core
 
 PLURAL = "leptonendpoints"
@@ -56,7 +61,7 @@ def resolve_source(
     blocker = source_blocker(kind, name, endpoint.metadata.namespace, found)
     if blocker is not None or found is None:
         return None, blocker
-    return ResolvedEndpointSource(source_model_uri(found), found.spec.output.secret_ref), None
+    return ResolvedEndpointSource(source_model_uri(found), source_output_secret(found)), None
 
 
 def refresh_endpoint_status(

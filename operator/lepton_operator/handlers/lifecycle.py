@@ -11,8 +11,9 @@ from prometheus_client import start_http_server
 from lepton_operator import k8s
 from lepton_operator.builders.meta import MANAGED_SELECTOR
 from lepton_operator.handlers.admission import admission_queue
-from lepton_operator.handlers.children import status_refresh_queue
 from lepton_operator.handlers.context import settings as operator_settings_from_env
+from lepton_operator.handlers.refresh import status_refresh_queue
+from lepton_operator.handlers.search import trial_store
 
 PREFIX = "lepton.ai"
 MANAGED_LABEL_SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED_SELECTOR.items())
@@ -38,6 +39,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # The queue's informers list nodes, pods and PyTorchJobs before its first decision.
     admission_queue().start()
     status_refresh_queue().start()
+    trial_store().start()
     if operator_settings.metrics_port:
         start_http_server(operator_settings.metrics_port, addr=operator_settings.bind_address)
 
@@ -46,3 +48,4 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 def stop_queues(**_: Any) -> None:
     admission_queue().stop()
     status_refresh_queue().stop()
+    trial_store().stop()

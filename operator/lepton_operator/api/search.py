@@ -1,0 +1,297 @@
+"""LeptonSearch: architecture and hyperparameter search, one LeptonTrainingJob per trial."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, WithJsonSchema
+
+from lepton_operator.api.base import (
+    NAME_MAX,
+    TEXT_MAX,
+    URI_MAX,
+    Condition,
+    LeptonModel,
+    ObjectMeta,
+)
+from lepton_operator.api.training import TrainingJobSpec
+
+# What a trial may vary: fields of the training spec, spelled as their path in it. Fields of
+# model.parameters shape the built-in leptonnet only.
+SearchableField = Literal[
+    "model.parameters.widthMultiplier",
+    "model.parameters.depthMultiplier",
+    "model.parameters.stages",
+    "model.parameters.blocksPerStage",
+    "model.parameters.kernelSize",
+    "model.parameters.activation",
+    "model.parameters.normalization",
+    "model.parameters.dropout",
+    "hyperparameters.learningRate",
+    "hyperparameters.batchSize",
+    "hyperparameters.optimizer",
+    "hyperparameters.weightDecay",
+]
+ARCHITECTURE_PREFIX = "model.parameters."
+DomainType = Literal["categorical", "int", "float"]
+# A categorical choice: a word (relu, adamw) or a whole number (a kernel size); YAML's
+# `values: [3, 5, 7]` and `values: [relu, gelu]` both fit.
+Choice = Annotated[
+    int | str,
+    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+]
+SEARCH_TRIALS_MAX = 200
+SPACE_MAX = 16
+Metric = Literal["parameters", "latencyMs", "sizeBytes"]
+Algorithm = Literal["random", "grid", "tpe"]
+SearchPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+TrialState = Literal["Pending", "Running", "Completed", "Failed"]
+
+
+class SearchParameter(LeptonModel):
+    """One dimension of the search space: a field of the training spec and its domain."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'categorical' || (has(self.values) && "
+                    "size(self.values) > 0 && !has(self.min) && !has(self.max) && "
+                    "!has(self.step) && !self.log)",
+                    "message": "a categorical parameter lists its values (at least one) and "
+                    "sets none of min, max, step and log",
+                },
+                {
+                    "rule": "self.type == 'categorical' || (has(self.min) && has(self.max) && "
+                    "self.min <= self.max && !has(self.values))",
+                    "message": "an int or float parameter sets min and max (min <= max) and no "
+                    "values",
+                },
+                {
+                    "rule": "!self.log || (has(self.min) && self.min > 0.0)",
+                    "message": "log: true samples on a log scale, which needs min > 0",
+                },
+                {
+                    "rule": "!self.log || !has(self.step)",
+                    "message": "step and log exclude each other: a log scale has no fixed step",
+                },
+                {
+                    "rule": "self.type != 'int' || "
+                    "(double(self.min) == double(int(self.min)) && "
+                    "double(self.max) == double(int(self.max)) && (!has(self.step) || "
+                    "double(self.step) == double(int(self.step))))",
+                    "message": "an int parameter has whole-number min, max and step",
+                },
+            ]
+        }
+    )
+
+    name: SearchableField
+    """The training spec field that this parameter sets in every trial, e.g.
+    hyperparameters.learningRate or model.parameters.widthMultiplier."""
+    type: DomainType
+    """categorical (one of `values`), int or float (between `min` and `max`)."""
+    values: list[Choice] | None = Field(default=None, max_length=64)
+    """categorical: the choices, e.g. [relu, gelu] or [3, 5, 7]."""
+    min: float | None = None
+    """int and float: the smallest value (inclusive)."""
+    max: float | None = None
+    """int and float: the largest value (inclusive)."""
+    step: float | None = Field(default=None, gt=0)
+    """int and float: sample on this grid from min (float needs one for algorithm grid; int
+    defaults to 1)."""
+    log: bool = False
+    """int and float: sample on a log scale (needs min > 0), as for a learning rate."""
+
+
+class SearchObjective(LeptonModel):
+    """What makes one trial better than another."""
+
+    metric: Literal["accuracy"] = "accuracy"
+    """Maximised: accuracy on the held-out test split."""
+    minimize: list[Metric] = Field(
+        default_factory=list, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Further objectives, each minimised: with any, the search keeps a Pareto front of
+    accuracy against them (e.g. [latencyMs])."""
+    max_parameters: int | None = Field(default=None, ge=1)
+    """A trial whose model has more trainable parameters is infeasible."""
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    """A trial whose batch-1 latency (measured by the runtime on the evaluation data) is higher
+    is infeasible."""
+    max_size_bytes: int | None = Field(default=None, ge=1)
+    """A trial whose exported weights are larger is infeasible."""
+
+
+class SearchAlgorithm(LeptonModel):
+    """How the next trial's parameters are chosen (Optuna's samplers, ask-and-tell)."""
+
+    name: Algorithm = "tpe"
+    """random; grid (every combination, in the order of spec.space, the last fastest); tpe
+    (tree-structured Parzen estimator, multi-objective when objective.minimize is set)."""
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    """The same seed, space and results give the same trials."""
+
+
+class SearchBudget(LeptonModel):
+    """How much the search may spend."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.parallelTrials <= self.maxTrials",
+                    "message": "budget.parallelTrials must be at most budget.maxTrials",
+                }
+            ]
+        }
+    )
+
+    max_trials: int = Field(default=20, ge=1, le=SEARCH_TRIALS_MAX)
+    """Trials in all."""
+    parallel_trials: int = Field(default=2, ge=1, le=64)
+    """Trials running (or waiting for admission) at once."""
+    max_epochs_per_trial: int | None = Field(default=None, ge=1, le=10_000)
+    """Caps template.hyperparameters.epochs for every trial."""
+    max_gpu_hours: float | None = Field(default=None, gt=0)
+    """No trial starts once the finished and running trials have held this many GPU-hours."""
+
+
+class SearchSpec(LeptonModel):
+    """Desired state of a LeptonSearch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.space.all(p, !p.name.startsWith('model.parameters.')) || "
+                    "(has(self.template.model.name) && self.template.model.name == 'leptonnet')",
+                    "message": "model.parameters.* shape the built-in leptonnet: set "
+                    "template.model.name to leptonnet or search other fields",
+                },
+                {
+                    "rule": "self.algorithm.name != 'grid' || "
+                    "self.space.all(p, p.type != 'float' || has(p.step))",
+                    "message": "algorithm grid needs a step for every float parameter",
+                },
+            ]
+        }
+    )
+
+    template: TrainingJobSpec
+    """The training job every trial starts from; each trial writes under
+    template.output.uri/<trial name>."""
+    space: list[SearchParameter] = Field(
+        min_length=1,
+        max_length=SPACE_MAX,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The parameters to search, each a field of the template and its domain."""
+    objective: SearchObjective = Field(
+        default_factory=SearchObjective, json_schema_extra={"default": {}}
+    )
+    """Maximise accuracy, under optional constraints, against optional further objectives."""
+    algorithm: SearchAlgorithm = Field(
+        default_factory=SearchAlgorithm, json_schema_extra={"default": {}}
+    )
+    """How trials are chosen."""
+    # Spelled out: the API server checks the budget's CEL rule against this default as written.
+    budget: SearchBudget = Field(
+        default_factory=SearchBudget,
+        json_schema_extra={"default": {"maxTrials": 20, "parallelTrials": 2}},
+    )
+    """Trials in all and at once, epochs per trial, GPU-hours."""
+
+
+class TrialMetrics(LeptonModel):
+    """What a completed trial measured (its training job's status.results)."""
+
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Accuracy on the held-out test split."""
+    parameters: int | None = Field(default=None, ge=0)
+    """Trainable parameters of the trial's model."""
+    latency_ms: float | None = Field(default=None, ge=0)
+    """Median batch-1 inference latency on the evaluation data, in milliseconds."""
+    size_bytes: int | None = Field(default=None, ge=0)
+    """Size of the exported weights, in bytes."""
+
+
+class SearchTrial(LeptonModel):
+    """One row of the trial table."""
+
+    name: str = Field(max_length=NAME_MAX)
+    """The trial's LeptonTrainingJob."""
+    number: int = Field(ge=0)
+    """Order of creation, from 0."""
+    params: dict[str, str] = Field(default_factory=dict, max_length=SPACE_MAX)
+    """The value of each searched field, as text (floats exactly)."""
+    state: TrialState = "Pending"
+    """Pending (created, waiting to run), Running, Completed or Failed."""
+    metrics: TrialMetrics | None = None
+    """Measured once Completed."""
+    feasible: bool | None = None
+    """Completed within objective's constraints."""
+    gpu_hours: float | None = Field(default=None, ge=0)
+    """GPU-hours the trial held, once it started."""
+    message: str | None = Field(default=None, max_length=TEXT_MAX)
+    """Why the trial failed or is infeasible."""
+
+
+class SearchResults(LeptonModel):
+    """The best trial's outcome; compressions and endpoints chain from `modelURI`."""
+
+    trial: str = Field(max_length=NAME_MAX)
+    """The best trial's LeptonTrainingJob."""
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    """The best trial's accuracy on the held-out test split."""
+    model_uri: str | None = Field(default=None, alias="modelURI", max_length=URI_MAX)
+    """Where the best trial wrote its model."""
+    params: dict[str, str] = Field(default_factory=dict, max_length=SPACE_MAX)
+    """The best trial's parameters."""
+
+
+class SearchStatus(LeptonModel):
+    """Observed state of a LeptonSearch, written by the operator only."""
+
+    phase: SearchPhase = "Pending"
+    """Pending, Running, Succeeded or Failed."""
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Latest observations: Ready, Succeeded, Failed."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation this status describes."""
+    message: str | None = Field(default=None, max_length=TEXT_MAX)
+    """One line on the current state, for humans."""
+    trials: list[SearchTrial] = Field(default_factory=list, max_length=SEARCH_TRIALS_MAX)
+    """Every trial so far, in the order they were created."""
+    completed_trials: int = Field(default=0, ge=0)
+    """Trials that completed (feasible or not)."""
+    best_trial: str | None = Field(default=None, max_length=NAME_MAX)
+    """The feasible completed trial with the highest accuracy."""
+    pareto_front: list[str] = Field(default_factory=list, max_length=SEARCH_TRIALS_MAX)
+    """With objective.minimize: the feasible trials that no other trial beats on every
+    objective."""
+    gpu_hours: float = Field(default=0.0, ge=0)
+    """GPU-hours held by the trials so far."""
+    results: SearchResults | None = None
+    """The best trial, once there is one."""
+    start_time: datetime | None = None
+    """When the first trial was recorded."""
+    completion_time: datetime | None = None
+    """When the last trial finished."""
+
+
+class LeptonSearch(LeptonModel):
+    """Architecture and hyperparameter search over LeptonTrainingJob trials."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = "lepton.ai/v1alpha1"
+    kind: Literal["LeptonSearch"] = "LeptonSearch"
+    metadata: ObjectMeta
+    spec: SearchSpec
+    status: SearchStatus | None = None

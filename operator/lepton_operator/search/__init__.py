@@ -1,0 +1,1 @@
+"""LeptonSearch's own logic: its space, its trial table, and the sampler behind it."""

@@ -1,0 +1,236 @@
+"""A search's next step, from its trial table and what its trials' training jobs say.
+
+Pure: the caller observes the trials (a watch) and gives the sampler as functions; this module
+decides which trials exist, which to create, and the search's status. The table it returns is
+written to status *before* any trial it adds is created, so a restart finds every trial it
+may have to create again (under the same name, with the same parameters) and never one twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from lepton_operator.api.search import (
+    LeptonSearch,
+    SearchResults,
+    SearchSpec,
+    SearchStatus,
+    SearchTrial,
+    TrialMetrics,
+)
+from lepton_operator.api.training import TrainingResults
+from lepton_operator.builders.search import trial_name, trial_output_uri
+from lepton_operator.search.space import Params, format_value
+from lepton_operator.status import ConditionBook, clipped
+
+Propose = Callable[[Sequence[SearchTrial], int], Params | None]
+Front = Callable[[Sequence[SearchTrial]], list[str]]
+ACTIVE = ("Pending", "Running")
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class TrialObservation:
+    """What a trial's LeptonTrainingJob says about it (its status)."""
+
+    phase: str
+    message: str | None = None
+    results: TrainingResults | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    status: SearchStatus
+    create: list[SearchTrial]  # trials whose training job is to be created, in this order
+
+
+def _state(phase: str) -> str:
+    if phase == "Succeeded":
+        return "Completed"
+    if phase == "Failed":
+        return "Failed"
+    return "Running" if phase == "Running" else "Pending"
+
+
+def _violations(spec: SearchSpec, metrics: TrialMetrics) -> list[str]:
+    """Which of the objective's limits the trial is over (or did not measure)."""
+    objective, found = spec.objective, []
+    limits: list[tuple[str, float | None, float | None]] = [
+        ("maxParameters", objective.max_parameters, metrics.parameters),
+        ("maxLatencyMs", objective.max_latency_ms, metrics.latency_ms),
+        ("maxSizeBytes", objective.max_size_bytes, metrics.size_bytes),
+    ]
+    for name, limit, measured in limits:
+        if limit is None:
+            continue
+        if measured is None:
+            found.append(f"objective.{name}: the trial did not measure it")
+        elif measured > limit:
+            found.append(f"objective.{name} is {limit:g}, the trial measured {measured:g}")
+    return found
+
+
+def _gpu_hours(spec: SearchSpec, seen: TrialObservation, now: datetime) -> float | None:
+    if seen.start_time is None:
+        return None
+    resources = spec.template.resources
+    end = seen.completion_time or now
+    held = max((end - seen.start_time).total_seconds(), 0.0) / SECONDS_PER_HOUR
+    return round(resources.workers * resources.gpus_per_worker * held, 6)
+
+
+def observe_trial(
+    spec: SearchSpec, row: SearchTrial, seen: TrialObservation, now: datetime
+) -> SearchTrial:
+    """The row as its training job now says; a finished row does not change again."""
+    if row.state in ("Completed", "Failed"):
+        return row
+    state = _state(seen.phase)
+    update: dict[str, object] = {"state": state, "gpu_hours": _gpu_hours(spec, seen, now)}
+    if state == "Completed":
+        results = seen.results or TrainingResults()
+        metrics = TrialMetrics(
+            accuracy=results.accuracy,
+            parameters=results.parameters,
+            latency_ms=results.latency_ms,
+            size_bytes=results.size_bytes,
+        )
+        violations = _violations(spec, metrics)
+        if metrics.accuracy is None:
+            violations.insert(0, "the trial reported no accuracy")
+        update |= {
+            "metrics": metrics,
+            "feasible": not violations,
+            "message": clipped("; ".join(violations)) if violations else None,
+        }
+    elif state == "Failed":
+        update["message"] = clipped(seen.message or "the training job failed")
+    return row.model_copy(update=update)
+
+
+def best_trial(trials: Sequence[SearchTrial]) -> SearchTrial | None:
+    """The feasible completed trial with the highest accuracy; the earlier one on a tie."""
+    candidates = [
+        row
+        for row in trials
+        if row.state == "Completed" and row.feasible and row.metrics and row.metrics.accuracy
+    ]
+    return max(candidates, key=lambda row: (row.metrics.accuracy, -row.number), default=None)  # type: ignore[union-attr]
+
+
+def plan_search(
+    search: LeptonSearch,
+    observed: Mapping[str, TrialObservation],
+    *,
+    propose: Propose,
+    front: Front,
+    now: datetime,
+) -> SearchPlan:
+    spec, meta = search.spec, search.metadata
+    previous = search.status or SearchStatus()
+    rows: list[SearchTrial] = []
+    create: list[SearchTrial] = []
+    for row in previous.trials:
+        seen = observed.get(row.name)
+        if seen is not None:
+            rows.append(observe_trial(spec, row, seen, now))
+        else:
+            rows.append(row)
+            if row.state in ACTIVE:
+                create.append(row)  # recorded, but its training job is not (or no longer) there
+    budget = spec.budget
+    gpu_hours = round(sum(row.gpu_hours or 0.0 for row in rows), 6)
+    out_of_hours = budget.max_gpu_hours is not None and gpu_hours >= budget.max_gpu_hours
+    exhausted = False
+    while (
+        len(rows) < budget.max_trials
+        and sum(row.state in ACTIVE for row in rows) < budget.parallel_trials
+        and not out_of_hours
+    ):
+        number = len(rows)
+        params = propose(rows, number)
+        if params is None:
+            exhausted = True
+            break
+        row = SearchTrial(
+            name=trial_name(meta.name, number),
+            number=number,
+            params={name: format_value(value) for name, value in params.items()},
+        )
+        rows.append(row)
+        create.append(row)
+    best = best_trial(rows)
+    active = sum(row.state in ACTIVE for row in rows)
+    finished = active == 0 and (len(rows) >= budget.max_trials or out_of_hours or exhausted)
+    phase, reason, message = _phase(rows, best, finished, out_of_hours, len(rows))
+    book = ConditionBook(list(previous.conditions), meta.generation, now)
+    book.put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
+    if phase == "Failed":
+        book.put("Failed", "True", reason, message)
+    status = SearchStatus(
+        phase=phase,
+        conditions=book.conditions,
+        observed_generation=meta.generation,
+        message=clipped(message),
+        trials=rows,
+        completed_trials=sum(row.state == "Completed" for row in rows),
+        best_trial=best.name if best else None,
+        pareto_front=front(rows),
+        gpu_hours=gpu_hours,
+        results=_results(best, spec),
+        start_time=previous.start_time or (now if rows else None),
+        completion_time=(previous.completion_time or now) if finished else None,
+    )
+    return SearchPlan(status, create)
+
+
+def _results(best: SearchTrial | None, spec: SearchSpec) -> SearchResults | None:
+    if best is None or best.metrics is None:
+        return None
+    return SearchResults(
+        trial=best.name,
+        accuracy=best.metrics.accuracy,
+        model_uri=trial_output_uri(spec.template.output.uri, best.name),
+        params=best.params,
+    )
+
+
+def _phase(
+    rows: Sequence[SearchTrial],
+    best: SearchTrial | None,
+    finished: bool,
+    out_of_hours: bool,
+    count: int,
+) -> tuple[str, str, str]:
+    completed = sum(row.state == "Completed" for row in rows)
+    active = sum(row.state in ACTIVE for row in rows)
+    if not finished:
+        lead = f"; best so far {best.name}" if best else ""
+        progress = f"{completed} of {count} trials completed, {active} running{lead}"
+        return "Running", "Searching", progress
+    why = "the GPU-hour budget is spent" if out_of_hours else "every trial has finished"
+    if best is not None:
+        accuracy = best.metrics.accuracy if best.metrics else None
+        return (
+            "Succeeded",
+            "BestTrialFound",
+            f"{why}: best trial {best.name} (accuracy {accuracy})",
+        )
+    failed = [row for row in rows if row.state == "Failed"]
+    if completed == 0 and failed:
+        return (
+            "Failed",
+            "AllTrialsFailed",
+            f"{why} and none completed; {failed[0].name}: {failed[0].message}",
+        )
+    infeasible = next((row for row in rows if row.state == "Completed" and not row.feasible), None)
+    detail = f"; {infeasible.name}: {infeasible.message}" if infeasible else ""
+    return (
+        "Failed",
+        "NoFeasibleTrial",
+        f"{why} and no trial met the objective's limits{detail}: relax them or change the space",
+    )

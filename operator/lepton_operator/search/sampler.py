@@ -1,0 +1,149 @@
+"""The next trial's parameters and the Pareto front, from Optuna through ask-and-tell.
+
+The trial table in the search's status is the record; Optuna's in-memory study is rebuilt
+from it whenever it is needed. Each trial is replayed in creation order (enqueued with its
+own parameters, asked, told its outcome), so Optuna holds exactly what the table holds, after
+an operator restart too, and nothing else is stored. Trial n is then asked of a sampler
+seeded with (spec seed, n): the same table gives the same proposal however often the
+reconcile runs, and a proposal that was made but not recorded is made again.
+
+Grid is not a sampler: trial n is the n-th combination (search/space.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from lepton_operator.api.search import SearchParameter, SearchSpec, SearchTrial, TrialMetrics
+from lepton_operator.search.space import Params, grid_point, grid_size, int_step, parse_params
+
+# Optuna announces every study it creates at INFO; a reconcile creates one each time.
+optuna.logging.set_verbosity(logging.WARNING)
+# Optuna marks TPE's constant liar and constraints experimental, and would say so on every
+# reconcile.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+CONSTRAINTS_ATTR = "lepton.constraints"
+
+
+def distribution(parameter: SearchParameter) -> BaseDistribution:
+    if parameter.type == "categorical":
+        return CategoricalDistribution(list(parameter.values or []))
+    assert parameter.min is not None and parameter.max is not None  # the CRD requires both
+    if parameter.type == "int":
+        step = None if parameter.log else int_step(parameter)
+        return IntDistribution(
+            int(parameter.min), int(parameter.max), log=parameter.log, step=step or 1
+        )
+    return FloatDistribution(parameter.min, parameter.max, log=parameter.log, step=parameter.step)
+
+
+def objective_values(spec: SearchSpec, metrics: TrialMetrics | None) -> list[float] | None:
+    """Accuracy, then every metric to minimise; None when the trial did not measure them."""
+    if metrics is None or metrics.accuracy is None:
+        return None
+    values = [metrics.accuracy]
+    for name in spec.objective.minimize:
+        value = {
+            "parameters": metrics.parameters,
+            "latencyMs": metrics.latency_ms,
+            "sizeBytes": metrics.size_bytes,
+        }[name]
+        if value is None:
+            return None
+        values.append(float(value))
+    return values
+
+
+def constraint_values(spec: SearchSpec, metrics: TrialMetrics | None) -> list[float]:
+    """How far a trial is over each of the objective's limits (<= 0: within it); a limit on a
+    metric that the trial did not measure counts as exceeded."""
+    objective = spec.objective
+    limits = [
+        (objective.max_parameters, metrics.parameters if metrics else None),
+        (objective.max_latency_ms, metrics.latency_ms if metrics else None),
+        (objective.max_size_bytes, metrics.size_bytes if metrics else None),
+    ]
+    return [
+        (float(measured) - limit) if measured is not None else 1.0
+        for limit, measured in limits
+        if limit is not None
+    ]
+
+
+def _constraints(trial: FrozenTrial) -> Sequence[float]:
+    values: list[float] = trial.user_attrs.get(CONSTRAINTS_ATTR, [])
+    return values
+
+
+def _sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
+    constrained = bool(constraint_values(spec, None))
+    if spec.algorithm.name == "tpe":
+        # Trials run in parallel: the constant liar keeps TPE from proposing again what a
+        # running trial is already trying.
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            constant_liar=True,
+            constraints_func=_constraints if constrained else None,
+        )
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _distributions(spec: SearchSpec) -> dict[str, BaseDistribution]:
+    return {parameter.name: distribution(parameter) for parameter in spec.space}
+
+
+def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> optuna.Study:
+    """A study that holds the table's trials, in order, with their outcomes."""
+    directions = ["maximize"] + ["minimize"] * len(spec.objective.minimize)
+    study = optuna.create_study(directions=directions, sampler=_sampler(spec, seed))
+    distributions = _distributions(spec)
+    for row in sorted(trials, key=lambda row: row.number):
+        study.enqueue_trial(parse_params(spec.space, row.params), skip_if_exists=False)
+        asked = study.ask(distributions)
+        if row.state == "Completed":
+            values = objective_values(spec, row.metrics)
+            if values is None:
+                study.tell(asked, state=TrialState.FAIL)
+                continue
+            asked.set_user_attr(CONSTRAINTS_ATTR, constraint_values(spec, row.metrics))
+            study.tell(asked, values)
+        elif row.state == "Failed":
+            study.tell(asked, state=TrialState.FAIL)
+        # Pending and Running trials stay RUNNING: TPE's constant liar counts them.
+    return study
+
+
+def propose(spec: SearchSpec, trials: Sequence[SearchTrial], number: int) -> Params | None:
+    """Trial `number`'s parameters; None when the space has no combination left (grid)."""
+    if spec.algorithm.name == "grid":
+        return grid_point(spec.space, number) if number < grid_size(spec.space) else None
+    # A distinct, reproducible stream per trial number (Knuth's multiplicative hash).
+    seed = (spec.algorithm.seed * 2_654_435_761 + number) % 2**32
+    study = replay(spec, trials, seed)
+    asked = study.ask(_distributions(spec))
+    return dict(asked.params)
+
+
+def pareto_front(spec: SearchSpec, trials: Sequence[SearchTrial]) -> list[str]:
+    """Names of the feasible completed trials that no other feasible one beats on every
+    objective (an infeasible trial beats nobody)."""
+    if not spec.objective.minimize:
+        return []
+    feasible = sorted(
+        (row for row in trials if row.state == "Completed" and row.feasible),
+        key=lambda row: row.number,
+    )
+    study = replay(spec, feasible)
+    # The replayed study numbers its trials in the order they were given.
+    return sorted(feasible[trial.number].name for trial in study.best_trials)
