@@ -12,10 +12,11 @@ from functools import cache, partial
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from lepton_operator import k8s
 from lepton_operator.api.base import API_GROUP, API_VERSION, GROUP_VERSION
-from lepton_operator.api.search import LeptonSearch, SearchStatus
+from lepton_operator.api.search import LeptonSearch, SearchStatus, SearchTrial
 from lepton_operator.builders.search import render_trial
 from lepton_operator.handlers.context import instrumented, now, publish_status
 from lepton_operator.handlers.refresh import REFRESH, status_refresh_queue
@@ -71,29 +72,45 @@ def refresh_search_status(body: dict[str, Any], *, child: dict[str, Any] | None 
         )
         # The table first: a trial is on record before its training job exists.
         publish_status(body, previous, plan.status, plan.status.phase)
-        conflicts: dict[str, str] = {}
-        for row in plan.create:
-            if k8s.create(render_trial(search, row)):
-                log.info("search %s/%s: created trial %s", meta.namespace, meta.name, row.name)
-                continue
-            existing = k8s.get(GROUP_VERSION, "LeptonTrainingJob", meta.namespace, row.name)
-            foreign = foreign_controller(existing, meta.uid) if existing is not None else None
-            if foreign is not None:
-                conflicts[row.name] = (
-                    f"a LeptonTrainingJob named {row.name!r} already exists and is not this "
-                    f"search's (its controller: {foreign}): delete or rename it"
-                )
-        if conflicts:
+        refused = _create_trials(search, plan.create)
+        if refused:
             # Failed, so that the next refresh (marked now) puts another trial in its place.
+            # A trial that cannot exist is the search's own finding, not a retry.
             rows = [
-                row.model_copy(update={"state": "Failed", "message": conflicts[row.name]})
-                if row.name in conflicts
+                row.model_copy(update={"state": "Failed", "message": refused[row.name]})
+                if row.name in refused
                 else row
                 for row in plan.status.trials
             ]
             failed = plan.status.model_copy(update={"trials": rows})
             publish_status(body, plan.status, failed, failed.phase)
             _mark((meta.namespace, meta.name))
+
+
+def _create_trials(search: LeptonSearch, rows: list[SearchTrial]) -> dict[str, str]:
+    """Create the rows' training jobs; for each that cannot be created, why (its row fails:
+    retrying would not help)."""
+    meta, refused = search.metadata, {}
+    for row in rows:
+        try:
+            manifest = render_trial(search, row)
+            if k8s.create(manifest):
+                log.info("search %s/%s: created trial %s", meta.namespace, meta.name, row.name)
+                continue
+        except ValidationError as error:  # a combination the domain probes did not try
+            refused[row.name] = clipped(f"its parameters make no valid training spec: {error}")
+            continue
+        except k8s.RejectedError as error:
+            refused[row.name] = clipped(f"the API server refused its training job: {error}")
+            continue
+        existing = k8s.get(GROUP_VERSION, "LeptonTrainingJob", meta.namespace, row.name)
+        foreign = foreign_controller(existing, meta.uid) if existing is not None else None
+        if foreign is not None:
+            refused[row.name] = (
+                f"a LeptonTrainingJob named {row.name!r} already exists and is not this "
+                f"search's (its controller: {foreign}): delete or rename it"
+            )
+    return refused
 
 
 def _publish_invalid(body: dict[str, Any], search: LeptonSearch, problem: str) -> None:

@@ -114,12 +114,15 @@ def observe_trial(
 
 def best_trial(trials: Sequence[SearchTrial]) -> SearchTrial | None:
     """The feasible completed trial with the highest accuracy; the earlier one on a tie."""
-    candidates = [
-        row
+    scored = [
+        (row.metrics.accuracy, -row.number, row)
         for row in trials
-        if row.state == "Completed" and row.feasible and row.metrics and row.metrics.accuracy
+        if row.state == "Completed"
+        and row.feasible
+        and row.metrics is not None
+        and row.metrics.accuracy is not None
     ]
-    return max(candidates, key=lambda row: (row.metrics.accuracy, -row.number), default=None)  # type: ignore[union-attr]
+    return max(scored, key=lambda entry: entry[:2], default=(0.0, 0, None))[2]
 
 
 def plan_search(
