@@ -185,11 +185,23 @@ def assert_exactly_what_fits(
     pods = core.list_namespaced_pod(namespace).items
     assert all(p.spec.node_name for p in pods), "a pod of an admitted gang was never bound"
     assert len(pods) == admitted * workers
-    queued = [get(custom, "LeptonTrainingJob", namespace, n) for n in names if n not in started]
+    waiting = [n for n in names if n not in started]
+
+    def positions() -> list[int]:
+        return [
+            get(custom, "LeptonTrainingJob", namespace, n)["status"]["queuePosition"]
+            for n in waiting
+        ]
+
     # Positions are the cluster-wide queue's (jobs of other namespaces may stand before these);
-    # same-second creations are ordered by name.
-    positions = [job["status"]["queuePosition"] for job in queued]
-    assert positions == sorted(set(positions)) and positions[0] >= 1, positions
+    # same-second creations are ordered by name. Each job's position is published on its own,
+    # so right after the last admission one may still show the position it had before.
+    wait_until(
+        "queue positions distinct and in order",
+        lambda: positions() == sorted(set(positions())) and positions()[0] >= 1,
+        describe_state=positions,
+    )
+    queued = [get(custom, "LeptonTrainingJob", namespace, n) for n in waiting]
     for job in queued:
         admitted_condition = condition(job, "Admitted")
         assert admitted_condition is not None and admitted_condition["status"] == "False"
