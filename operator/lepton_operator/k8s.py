@@ -169,6 +169,14 @@ def _json(response: Any) -> dict[str, Any]:
     return parsed
 
 
+def _raise_rejected(manifest: dict[str, Any], error: ApiException) -> None:
+    """The API server refused the object itself (invalid, forbidden): say which, and why."""
+    if error.status in REJECTED:
+        raise RejectedError(
+            f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
+        ) from error
+
+
 @_waits_out_unavailability
 def apply(manifest: dict[str, Any]) -> dict[str, Any]:
     """Create or update an object to match the manifest (server-side apply)."""
@@ -185,10 +193,7 @@ def apply(manifest: dict[str, Any]) -> dict[str, Any]:
             serialize=False,
         )
     except ApiException as error:
-        if error.status in REJECTED:
-            raise RejectedError(
-                f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
-            ) from error
+        _raise_rejected(manifest, error)
         raise
     return _json(result)
 
@@ -209,10 +214,7 @@ def create(manifest: dict[str, Any]) -> bool:
     except ApiException as error:
         if error.status == CONFLICT:
             return False
-        if error.status in REJECTED:
-            raise RejectedError(
-                f"{manifest['kind']} {manifest['metadata'].get('name')}: {server_message(error)}"
-            ) from error
+        _raise_rejected(manifest, error)
         raise
     return True
 

@@ -105,6 +105,28 @@ class SearchParameter(LeptonModel):
     """int and float: sample on a log scale (needs min > 0), as for a learning rate."""
 
 
+class TrialMetrics(LeptonModel):
+    """What a completed trial measured (its training job's status.results)."""
+
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Accuracy on the held-out test split."""
+    parameters: int | None = Field(default=None, ge=0)
+    """Trainable parameters of the trial's model."""
+    latency_ms: float | None = Field(default=None, ge=0)
+    """Median batch-1 inference latency on the evaluation data, in milliseconds."""
+    size_bytes: int | None = Field(default=None, ge=0)
+    """Size of the exported weights, in bytes."""
+
+    def of(self, metric: Metric) -> float | None:
+        """The measurement that objective.minimize names `metric`."""
+        value = {
+            "parameters": self.parameters,
+            "latencyMs": self.latency_ms,
+            "sizeBytes": self.size_bytes,
+        }[metric]
+        return None if value is None else float(value)
+
+
 class SearchObjective(LeptonModel):
     """What makes one trial better than another."""
 
@@ -122,6 +144,19 @@ class SearchObjective(LeptonModel):
     is infeasible."""
     max_size_bytes: int | None = Field(default=None, ge=1)
     """A trial whose exported weights are larger is infeasible."""
+
+    def limits(self, metrics: TrialMetrics | None) -> list[tuple[str, float, float | None]]:
+        """(field, limit, what the trial measured or None) for every limit that is set."""
+        found = metrics or TrialMetrics()
+        return [
+            (field, limit, measured)
+            for field, limit, measured in (
+                ("maxParameters", self.max_parameters, found.parameters),
+                ("maxLatencyMs", self.max_latency_ms, found.latency_ms),
+                ("maxSizeBytes", self.max_size_bytes, found.size_bytes),
+            )
+            if limit is not None
+        ]
 
 
 class SearchAlgorithm(LeptonModel):
@@ -202,19 +237,6 @@ class SearchSpec(LeptonModel):
         json_schema_extra={"default": {"maxTrials": 20, "parallelTrials": 2}},
     )
     """Trials in all and at once, epochs per trial, GPU-hours."""
-
-
-class TrialMetrics(LeptonModel):
-    """What a completed trial measured (its training job's status.results)."""
-
-    accuracy: float | None = Field(default=None, ge=0, le=1)
-    """Accuracy on the held-out test split."""
-    parameters: int | None = Field(default=None, ge=0)
-    """Trainable parameters of the trial's model."""
-    latency_ms: float | None = Field(default=None, ge=0)
-    """Median batch-1 inference latency on the evaluation data, in milliseconds."""
-    size_bytes: int | None = Field(default=None, ge=0)
-    """Size of the exported weights, in bytes."""
 
 
 class SearchTrial(LeptonModel):

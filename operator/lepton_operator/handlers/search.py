@@ -55,7 +55,8 @@ def refresh_search_status(body: dict[str, Any], *, child: dict[str, Any] | None 
     with instrumented(SEARCH):
         search = LeptonSearch.model_validate(body)
         previous = search.status
-        problem = space_problem(search.spec)
+        # Once trials exist, the API server keeps the space as it was: nothing to check again.
+        problem = None if previous and previous.trials else space_problem(search.spec)
         if problem is not None:
             _publish_invalid(body, search, problem)
             return

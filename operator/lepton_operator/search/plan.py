@@ -58,15 +58,8 @@ def _state(phase: str) -> str:
 
 def _violations(spec: SearchSpec, metrics: TrialMetrics) -> list[str]:
     """Which of the objective's limits the trial is over (or did not measure)."""
-    objective, found = spec.objective, []
-    limits: list[tuple[str, float | None, float | None]] = [
-        ("maxParameters", objective.max_parameters, metrics.parameters),
-        ("maxLatencyMs", objective.max_latency_ms, metrics.latency_ms),
-        ("maxSizeBytes", objective.max_size_bytes, metrics.size_bytes),
-    ]
-    for name, limit, measured in limits:
-        if limit is None:
-            continue
+    found = []
+    for name, limit, measured in spec.objective.limits(metrics):
         if measured is None:
             found.append(f"objective.{name}: the trial did not measure it")
         elif measured > limit:
@@ -169,7 +162,7 @@ def plan_search(
     best = best_trial(rows)
     active = sum(row.state in ACTIVE for row in rows)
     finished = active == 0 and (len(rows) >= budget.max_trials or out_of_hours or exhausted)
-    phase, reason, message = _phase(rows, best, finished, out_of_hours, len(rows))
+    phase, reason, message = _phase(rows, best, finished, out_of_hours)
     book = ConditionBook(list(previous.conditions), meta.generation, now)
     book.put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
     if phase == "Failed":
@@ -207,13 +200,12 @@ def _phase(
     best: SearchTrial | None,
     finished: bool,
     out_of_hours: bool,
-    count: int,
 ) -> tuple[str, str, str]:
     completed = sum(row.state == "Completed" for row in rows)
     active = sum(row.state in ACTIVE for row in rows)
     if not finished:
         lead = f"; best so far {best.name}" if best else ""
-        progress = f"{completed} of {count} trials completed, {active} running{lead}"
+        progress = f"{completed} of {len(rows)} trials completed, {active} running{lead}"
         return "Running", "Searching", progress
     why = "the GPU-hour budget is spent" if out_of_hours else "every trial has finished"
     if best is not None:

@@ -54,30 +54,19 @@ def objective_values(spec: SearchSpec, metrics: TrialMetrics | None) -> list[flo
         return None
     values = [metrics.accuracy]
     for name in spec.objective.minimize:
-        value = {
-            "parameters": metrics.parameters,
-            "latencyMs": metrics.latency_ms,
-            "sizeBytes": metrics.size_bytes,
-        }[name]
+        value = metrics.of(name)
         if value is None:
             return None
-        values.append(float(value))
+        values.append(value)
     return values
 
 
 def constraint_values(spec: SearchSpec, metrics: TrialMetrics | None) -> list[float]:
     """How far a trial is over each of the objective's limits (<= 0: within it); a limit on a
     metric that the trial did not measure counts as exceeded."""
-    objective = spec.objective
-    limits = [
-        (objective.max_parameters, metrics.parameters if metrics else None),
-        (objective.max_latency_ms, metrics.latency_ms if metrics else None),
-        (objective.max_size_bytes, metrics.size_bytes if metrics else None),
-    ]
     return [
-        (float(measured) - limit) if measured is not None else 1.0
-        for limit, measured in limits
-        if limit is not None
+        (measured - limit) if measured is not None else 1.0
+        for _, limit, measured in spec.objective.limits(metrics)
     ]
 
 
