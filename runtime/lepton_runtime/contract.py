@@ -157,6 +157,9 @@ class Hyperparameters(ContractModel):
 
     epochs: int = Field(1, ge=1, le=10_000)
     """Passes over the training set."""
+    schedule_epochs: int | None = Field(None, ge=1, le=10_000)
+    """Length of the learning-rate schedule in epochs (default: epochs): a run continued later
+    from its checkpoint with more epochs keeps one schedule."""
     batch_size: int = Field(64, ge=1, le=65_536)
     """Samples per step per worker."""
     learning_rate: float = Field(1e-3, gt=0, le=10)

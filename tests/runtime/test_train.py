@@ -131,6 +131,38 @@ def test_resume_continues_from_the_checkpoint(mnist_uri: str, tmp_path: Path) ->
     assert second.loss_history[0] == first.loss_history[0]
 
 
+def test_a_run_continued_on_one_schedule_matches_a_run_in_one_go(
+    mnist_uri: str, tmp_path: Path
+) -> None:
+    """What a search's successive halving relies on: epoch 1 of a 2-epoch schedule, resumed
+    for epoch 2, trains as one 2-epoch run does (the same losses, the same model)."""
+    dataset = DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100)
+
+    def run(name: str, epochs: int, schedule_epochs: int | None) -> TrainSummary:
+        return train.run(
+            tiny_train_config(
+                mnist_uri,
+                tmp_path / name,
+                model=MLPSpec(hidden_sizes=[32]),
+                dataset=dataset,
+                checkpoint=CheckpointSpec(dir=str(tmp_path / name / "ckpt"), every_steps=5),
+                hyperparameters=Hyperparameters(
+                    epochs=epochs, batch_size=32, schedule_epochs=schedule_epochs
+                ),
+            )
+        )
+
+    whole = run("whole", 2, None)
+    run("rungs", 1, 2)
+    continued = run("rungs", 2, 2)
+    assert continued.resumed_from_step == 8
+    assert continued.loss_history == pytest.approx(whole.loss_history, rel=1e-5)
+    assert continued.accuracy == pytest.approx(whole.accuracy, abs=1e-9)
+    # Without the longer schedule the first epoch decays to zero and the runs differ.
+    first_alone = run("alone", 1, None)
+    assert first_alone.loss_history[0] != pytest.approx(whole.loss_history[0], rel=1e-5)
+
+
 def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     config = {

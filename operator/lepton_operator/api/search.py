@@ -15,7 +15,7 @@ from lepton_operator.api.base import (
     LeptonModel,
     ObjectMeta,
 )
-from lepton_operator.api.training import TrainingJobSpec
+from lepton_operator.api.training import DEFAULT_EPOCHS, TrainingJobSpec
 
 # What a trial may vary: fields of the training spec, spelled as their path in it. Fields of
 # model.parameters shape the built-in leptonnet only.
@@ -44,9 +44,9 @@ Choice = Annotated[
 SEARCH_TRIALS_MAX = 200
 SPACE_MAX = 16
 Metric = Literal["parameters", "latencyMs", "sizeBytes"]
-Algorithm = Literal["random", "grid", "tpe"]
+Algorithm = Literal["random", "grid", "tpe", "hyperband"]
 SearchPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-TrialState = Literal["Pending", "Running", "Completed", "Failed"]
+TrialState = Literal["Pending", "Running", "Completed", "Pruned", "Failed"]
 
 
 class SearchParameter(LeptonModel):
@@ -160,13 +160,26 @@ class SearchObjective(LeptonModel):
 
 
 class SearchAlgorithm(LeptonModel):
-    """How the next trial's parameters are chosen (Optuna's samplers, ask-and-tell)."""
+    """How the next trial's parameters are chosen (Optuna's samplers, ask-and-tell), and for
+    hyperband how long each trial trains."""
 
     name: Algorithm = "tpe"
     """random; grid (every combination, in the order of spec.space, the last fastest); tpe
-    (tree-structured Parzen estimator, multi-objective when objective.minimize is set)."""
+    (tree-structured Parzen estimator, multi-objective when objective.minimize is set);
+    hyperband (random trials under asynchronous successive halving: every trial trains
+    minEpochs, and only the best 1/eta of those at a rung go on, from their checkpoints, to
+    eta times the epochs, up to the trial's full epochs)."""
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    """The same seed, space and results give the same trials."""
+    """The same seed, space and results give the same trials (random and hyperband propose
+    the same trials for the same seed)."""
+    eta: int = Field(default=3, ge=2, le=8)
+    """hyperband: each rung trains eta times the epochs of the one below, and a trial goes on
+    only when it is among the best 1/eta of the trials that finished its rung."""
+    min_epochs: int = Field(default=1, ge=1, le=10_000)
+    """hyperband: the epochs of the first rung."""
+    brackets: int = Field(default=1, ge=1, le=8)
+    """hyperband: 1 is successive halving; with more, trial n starts at rung n mod brackets
+    (Hyperband's brackets), so some trials skip the shortest rungs."""
 
 
 class SearchBudget(LeptonModel):
@@ -193,6 +206,18 @@ class SearchBudget(LeptonModel):
     """No trial starts once the finished and running trials have held this many GPU-hours."""
 
 
+_TEMPLATE_EPOCHS_CEL = (
+    "(has(self.template.hyperparameters) && has(self.template.hyperparameters.epochs) ? "
+    f"self.template.hyperparameters.epochs : {DEFAULT_EPOCHS})"
+)
+# A trial's epochs: the template's, capped by budget.maxEpochsPerTrial (CEL has no min()).
+_TRIAL_EPOCHS_CEL = (
+    "(has(self.budget.maxEpochsPerTrial) && "
+    f"self.budget.maxEpochsPerTrial < {_TEMPLATE_EPOCHS_CEL} ? "
+    f"self.budget.maxEpochsPerTrial : {_TEMPLATE_EPOCHS_CEL})"
+)
+
+
 class SearchSpec(LeptonModel):
     """Desired state of a LeptonSearch."""
 
@@ -209,6 +234,13 @@ class SearchSpec(LeptonModel):
                     "rule": "self.algorithm.name != 'grid' || "
                     "self.space.all(p, p.type != 'float' || has(p.step))",
                     "message": "algorithm grid needs a step for every float parameter",
+                },
+                {
+                    "rule": "self.algorithm.name != 'hyperband' || "
+                    f"self.algorithm.minEpochs < {_TRIAL_EPOCHS_CEL}",
+                    "message": "algorithm hyperband: algorithm.minEpochs must be less than the "
+                    "trials' epochs (template.hyperparameters.epochs, capped by "
+                    "budget.maxEpochsPerTrial), or no trial has a rung to go on to",
                 },
             ]
         }
@@ -239,23 +271,42 @@ class SearchSpec(LeptonModel):
     """Trials in all and at once, epochs per trial, GPU-hours."""
 
 
+class TrialRung(LeptonModel):
+    """A rung a hyperband trial finished: how far it had trained, and how well."""
+
+    epochs: int = Field(ge=1)
+    """Epochs trained by the end of the rung."""
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Accuracy on the held-out test split after those epochs."""
+    gpu_hours: float | None = Field(default=None, ge=0)
+    """GPU-hours the rung's training job held."""
+
+
 class SearchTrial(LeptonModel):
     """One row of the trial table."""
 
     name: str = Field(max_length=NAME_MAX)
-    """The trial's LeptonTrainingJob."""
+    """The trial's LeptonTrainingJob (its first; a hyperband trial's later rungs are
+    <name>-r1, <name>-r2, ..., continuing from its checkpoints)."""
     number: int = Field(ge=0)
     """Order of creation, from 0."""
     params: dict[str, str] = Field(default_factory=dict, max_length=SPACE_MAX)
     """The value of each searched field, as text (floats exactly)."""
     state: TrialState = "Pending"
-    """Pending (created, waiting to run), Running, Completed or Failed."""
+    """Pending (created, waiting to run), Running, Completed, Pruned (hyperband stopped it at
+    a rung: not among the best 1/eta there) or Failed."""
+    epochs: int | None = Field(default=None, ge=1)
+    """Epochs the trial trains to at its current rung (its full epochs but under hyperband)."""
+    rung: int = Field(default=0, ge=0)
+    """hyperband: the rung the trial is at, from 0."""
+    rungs: list[TrialRung] = Field(default_factory=list, max_length=16)
+    """hyperband: the rungs the trial finished, in order."""
     metrics: TrialMetrics | None = None
     """Measured once Completed."""
     feasible: bool | None = None
-    """Completed within objective's constraints."""
+    """Completed (or Pruned) within objective's constraints."""
     gpu_hours: float | None = Field(default=None, ge=0)
-    """GPU-hours the trial held, once it started."""
+    """GPU-hours the trial held, once it started (every rung's together)."""
     message: str | None = Field(default=None, max_length=TEXT_MAX)
     """Why the trial failed or is infeasible."""
 

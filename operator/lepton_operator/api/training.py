@@ -102,11 +102,30 @@ class ModelSpec(LeptonModel):
     """Command of your own training code (torchrun's environment is set for it)."""
 
 
+DEFAULT_EPOCHS = 5
+
+
 class HyperParameters(LeptonModel):
     """Optimisation settings passed to the training loop."""
 
-    epochs: int = Field(default=5, ge=1, le=10000)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.scheduleEpochs) || self.scheduleEpochs >= self.epochs",
+                    "message": "hyperparameters.scheduleEpochs is the length of the "
+                    "learning-rate schedule and must be at least hyperparameters.epochs",
+                }
+            ]
+        }
+    )
+
+    epochs: int = Field(default=DEFAULT_EPOCHS, ge=1, le=10000)
     """Passes over the training set."""
+    schedule_epochs: int | None = Field(default=None, ge=1, le=10000)
+    """Length of the learning-rate schedule in epochs (default: epochs). A job that trains the
+    first epochs of a longer run, to be continued from its checkpoint by a job with more
+    epochs (a search's successive-halving rungs), sets the longer run's length here."""
     batch_size: int = Field(default=128, ge=1, le=65536)
     """Batch size per process (the global batch is this times the world size)."""
     learning_rate: float = Field(default=0.001, gt=0, le=10)

@@ -115,6 +115,7 @@ def render_train_config(
         dataset=render_dataset(spec.dataset, layout),
         hyperparameters=RuntimeHyperparameters(
             epochs=hyper.epochs,
+            schedule_epochs=hyper.schedule_epochs,
             batch_size=hyper.batch_size,
             learning_rate=hyper.learning_rate,
             optimizer=hyper.optimizer,

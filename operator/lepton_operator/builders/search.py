@@ -9,10 +9,12 @@ from lepton_operator.api.base import GROUP_VERSION, NAME_MAX, OBJECT_NAME_PATTER
 from lepton_operator.api.search import LeptonSearch, SearchTrial
 from lepton_operator.builders.meta import MANAGED_BY, OWNER_LABELS, PART_OF, owner_reference
 from lepton_operator.builders.names import dns_label, label_value
+from lepton_operator.search.halving import job_name
 from lepton_operator.search.space import parse_params, trial_spec
 
 SEARCH_LABEL = OWNER_LABELS["LeptonSearch"]
 TRIAL_LABEL = "lepton.ai/trial"
+RUNG_LABEL = "lepton.ai/rung"
 _SHORTENED_MAX = 63
 
 
@@ -33,26 +35,35 @@ def trial_output_uri(template_uri: str, name: str) -> str:
 
 
 def render_trial(search: LeptonSearch, row: SearchTrial) -> dict[str, Any]:
-    """The trial's LeptonTrainingJob, owned by the search (deleting it deletes its trials)."""
+    """The training job of the trial's current rung, owned by the search (deleting it
+    deletes its trials). Every rung of a trial writes to the same output, so a later rung
+    resumes from the checkpoints of the one before."""
     spec, meta = search.spec, search.metadata
     params = parse_params(spec.space, row.params)
     trial = trial_spec(spec.template, params, spec.budget)
     trial.output = trial.output.model_copy(
         update={"uri": trial_output_uri(spec.template.output.uri, row.name)}
     )
+    labels = {
+        "app.kubernetes.io/name": PART_OF,
+        "app.kubernetes.io/component": "trial",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        SEARCH_LABEL: label_value(meta.name),
+        TRIAL_LABEL: str(row.number),
+    }
+    if spec.algorithm.name == "hyperband" and row.epochs is not None:
+        # A rung trains the first epochs of the full run's learning-rate schedule.
+        trial.hyperparameters = trial.hyperparameters.model_copy(
+            update={"epochs": row.epochs, "schedule_epochs": trial.hyperparameters.epochs}
+        )
+        labels[RUNG_LABEL] = str(row.rung)
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "LeptonTrainingJob",
         "metadata": {
-            "name": row.name,
+            "name": job_name(row),
             "namespace": meta.namespace,
-            "labels": {
-                "app.kubernetes.io/name": PART_OF,
-                "app.kubernetes.io/component": "trial",
-                "app.kubernetes.io/managed-by": MANAGED_BY,
-                SEARCH_LABEL: label_value(meta.name),
-                TRIAL_LABEL: str(row.number),
-            },
+            "labels": labels,
             "ownerReferences": [owner_reference("LeptonSearch", meta)],
         },
         "spec": trial.to_wire(),

@@ -22,6 +22,7 @@ from lepton_operator.handlers.context import instrumented, now, publish_status
 from lepton_operator.handlers.refresh import REFRESH, status_refresh_queue
 from lepton_operator.scheduling.views import foreign_controller
 from lepton_operator.search import sampler
+from lepton_operator.search.halving import job_name
 from lepton_operator.search.plan import plan_search
 from lepton_operator.search.space import space_problem
 from lepton_operator.services.trials import SearchKey, TrialStore
@@ -93,10 +94,11 @@ def _create_trials(search: LeptonSearch, rows: list[SearchTrial]) -> dict[str, s
     retrying would not help)."""
     meta, refused = search.metadata, {}
     for row in rows:
+        job = job_name(row)
         try:
             manifest = render_trial(search, row)
             if k8s.create(manifest):
-                log.info("search %s/%s: created trial %s", meta.namespace, meta.name, row.name)
+                log.info("search %s/%s: created trial job %s", meta.namespace, meta.name, job)
                 continue
         except ValidationError as error:  # a combination the domain probes did not try
             refused[row.name] = clipped(f"its parameters make no valid training spec: {error}")
@@ -104,11 +106,11 @@ def _create_trials(search: LeptonSearch, rows: list[SearchTrial]) -> dict[str, s
         except k8s.RejectedError as error:
             refused[row.name] = clipped(f"the API server refused its training job: {error}")
             continue
-        existing = k8s.get(GROUP_VERSION, "LeptonTrainingJob", meta.namespace, row.name)
+        existing = k8s.get(GROUP_VERSION, "LeptonTrainingJob", meta.namespace, job)
         foreign = foreign_controller(existing, meta.uid) if existing is not None else None
         if foreign is not None:
             refused[row.name] = (
-                f"a LeptonTrainingJob named {row.name!r} already exists and is not this "
+                f"a LeptonTrainingJob named {job!r} already exists and is not this "
                 f"search's (its controller: {foreign}): delete or rename it"
             )
     return refused

@@ -19,15 +19,24 @@ from lepton_operator.api.search import (
     SearchStatus,
     SearchTrial,
     TrialMetrics,
+    TrialRung,
 )
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.search import trial_name, trial_output_uri
+from lepton_operator.search.halving import (
+    goes_on,
+    job_name,
+    rung_epochs,
+    start_rung,
+    trial_epochs,
+)
 from lepton_operator.search.space import Params, format_value
 from lepton_operator.status import ConditionBook, clipped
 
 Propose = Callable[[Sequence[SearchTrial], int], Params | None]
 Front = Callable[[Sequence[SearchTrial]], list[str]]
 ACTIVE = ("Pending", "Running")
+FINISHED = ("Completed", "Pruned", "Failed")
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -76,14 +85,24 @@ def _gpu_hours(spec: SearchSpec, seen: TrialObservation, now: datetime) -> float
     return round(resources.workers * resources.gpus_per_worker * held, 6)
 
 
+def _rungs_gpu_hours(row: SearchTrial) -> float:
+    return sum(rung.gpu_hours or 0.0 for rung in row.rungs)
+
+
 def observe_trial(
     spec: SearchSpec, row: SearchTrial, seen: TrialObservation, now: datetime
 ) -> SearchTrial:
-    """The row as its training job now says; a finished row does not change again."""
-    if row.state in ("Completed", "Failed"):
+    """The row as its (current rung's) training job now says; a finished row does not change
+    again."""
+    if row.state in FINISHED:
         return row
     state = _state(seen.phase)
-    update: dict[str, object] = {"state": state, "gpu_hours": _gpu_hours(spec, seen, now)}
+    held = _gpu_hours(spec, seen, now)
+    gpu_hours = None if held is None and not row.rungs else _rungs_gpu_hours(row) + (held or 0)
+    update: dict[str, object] = {
+        "state": state,
+        "gpu_hours": None if gpu_hours is None else round(gpu_hours, 6),
+    }
     if state == "Completed":
         results = seen.results or TrainingResults()
         metrics = TrialMetrics(
@@ -103,6 +122,47 @@ def observe_trial(
     elif state == "Failed":
         update["message"] = clipped(seen.message or "the training job failed")
     return row.model_copy(update=update)
+
+
+def _just_finished_rung(row: SearchTrial) -> bool:
+    """Completed the rung it was at, and not yet recorded as having done so."""
+    finished = row.rungs[-1].epochs if row.rungs else None
+    return row.state == "Completed" and row.epochs is not None and finished != row.epochs
+
+
+def _decide(spec: SearchSpec, row: SearchTrial, rows: Sequence[SearchTrial]) -> SearchTrial:
+    """The row with its finished rung recorded: gone on to the next rung (Pending), pruned,
+    or (last rung, or infeasible) completed."""
+    held = (row.gpu_hours or 0.0) - _rungs_gpu_hours(row)
+    accuracy = row.metrics.accuracy if row.metrics else None
+    assert row.epochs is not None  # _just_finished_rung
+    rung = TrialRung(epochs=row.epochs, accuracy=accuracy, gpu_hours=round(max(held, 0), 6))
+    row = row.model_copy(update={"rungs": [*row.rungs, rung]})
+    ladder = rung_epochs(spec)
+    if not row.feasible or row.rung + 1 >= len(ladder):
+        return row
+    if goes_on(spec, row, rows):
+        return row.model_copy(
+            update={"state": "Pending", "rung": row.rung + 1, "epochs": ladder[row.rung + 1]}
+        )
+    message = (
+        f"pruned after {row.epochs} epochs: not among the best 1/{spec.algorithm.eta} of the "
+        "trials there"
+    )
+    return row.model_copy(update={"state": "Pruned", "message": message})
+
+
+def _halve(spec: SearchSpec, rows: list[SearchTrial]) -> list[SearchTrial]:
+    """Hyperband: every row that has just finished a rung below its last goes on (returned:
+    its next rung's job is to be created) or is pruned; in trial order, each decided with
+    the rows before it decided."""
+    promoted = []
+    for index in range(len(rows)):
+        if _just_finished_rung(rows[index]):
+            rows[index] = _decide(spec, rows[index], rows)
+            if rows[index].state == "Pending":
+                promoted.append(rows[index])
+    return promoted
 
 
 def best_trial(trials: Sequence[SearchTrial]) -> SearchTrial | None:
@@ -131,13 +191,16 @@ def plan_search(
     rows: list[SearchTrial] = []
     create: list[SearchTrial] = []
     for row in previous.trials:
-        seen = observed.get(row.name)
+        seen = observed.get(job_name(row))
         if seen is not None:
             rows.append(observe_trial(spec, row, seen, now))
         else:
             rows.append(row)
             if row.state in ACTIVE:
                 create.append(row)  # recorded, but its training job is not (or no longer) there
+    hyperband = spec.algorithm.name == "hyperband"
+    if hyperband:
+        create.extend(_halve(spec, rows))
     budget = spec.budget
     gpu_hours = round(sum(row.gpu_hours or 0.0 for row in rows), 6)
     out_of_hours = budget.max_gpu_hours is not None and gpu_hours >= budget.max_gpu_hours
@@ -152,10 +215,13 @@ def plan_search(
         if params is None:
             exhausted = True
             break
+        rung = start_rung(spec, number) if hyperband else 0
         row = SearchTrial(
             name=trial_name(meta.name, number),
             number=number,
             params={name: format_value(value) for name, value in params.items()},
+            rung=rung,
+            epochs=rung_epochs(spec)[rung] if hyperband else trial_epochs(spec),
         )
         rows.append(row)
         create.append(row)

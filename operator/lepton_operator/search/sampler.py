@@ -109,6 +109,8 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
             study.tell(asked, values)
         elif row.state == "Failed":
             study.tell(asked, state=TrialState.FAIL)
+        elif row.state == "Pruned":
+            study.tell(asked, state=TrialState.PRUNED)
         # Pending and Running trials stay RUNNING: TPE's constant liar counts them.
     return study
 
@@ -117,9 +119,11 @@ def propose(spec: SearchSpec, trials: Sequence[SearchTrial], number: int) -> Par
     """Trial `number`'s parameters; None when the space has no combination left (grid)."""
     if spec.algorithm.name == "grid":
         return grid_point(spec.space, number) if number < grid_size(spec.space) else None
-    # A distinct, reproducible stream per trial number (Knuth's multiplicative hash).
+    # A distinct, reproducible stream per trial number (Knuth's multiplicative hash). Random
+    # sampling learns nothing from earlier trials, so random and hyperband ask an empty
+    # study: trial n is the same in both, whatever the table holds.
     seed = (spec.algorithm.seed * 2_654_435_761 + number) % 2**32
-    study = replay(spec, trials, seed)
+    study = replay(spec, trials if spec.algorithm.name == "tpe" else [], seed)
     asked = study.ask(_distributions(spec))
     return dict(asked.params)
 

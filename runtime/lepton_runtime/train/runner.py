@@ -99,7 +99,10 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     fingerprint = spec_fingerprint(config.model)
     steps_per_epoch = batches_per_epoch(len(train_split), hp.batch_size, ctx.world_size)
     optimizer = make_optimizer(model, hp)
-    schedule = make_schedule(optimizer, steps_per_epoch * hp.epochs)
+    # A run that is to be continued with more epochs (a search's next rung) keeps one
+    # schedule: the resumed scheduler state only lines up with the same length.
+    schedule_epochs = max(hp.schedule_epochs or hp.epochs, hp.epochs)
+    schedule = make_schedule(optimizer, steps_per_epoch * schedule_epochs)
 
     state = TrainState(fingerprint=fingerprint)
     resumed_from: int | None = None

@@ -1,0 +1,267 @@
+"""LeptonSearch under hyperband: rungs, promotion (as tables and as properties), rung jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lepton_operator.api.search import LeptonSearch, SearchSpec, SearchStatus, SearchTrial
+from lepton_operator.api.training import TrainingResults
+from lepton_operator.builders.search import RUNG_LABEL, render_trial
+from lepton_operator.search import sampler
+from lepton_operator.search.halving import job_name, rung_epochs, start_rung
+from lepton_operator.search.plan import SearchPlan, TrialObservation, plan_search
+from tests.factories import make_search
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+HYPERBAND = {
+    "template": {"hyperparameters": {"epochs": 9}},
+    "algorithm": {"name": "hyperband", "eta": 3, "minEpochs": 1, "seed": 5},
+    "budget": {"maxTrials": 9, "parallelTrials": 1},
+}
+
+
+def _search(spec: dict[str, Any] | None = None, status: SearchStatus | None = None) -> LeptonSearch:
+    search = LeptonSearch.model_validate(make_search(spec={**HYPERBAND, **(spec or {})}))
+    return search.model_copy(update={"status": status})
+
+
+def _plan(search: LeptonSearch, observed: dict[str, TrialObservation]) -> SearchPlan:
+    return plan_search(
+        search,
+        observed,
+        propose=lambda rows, number: {"model.parameters.widthMultiplier": 0.25 + number / 100},
+        front=lambda rows: [],
+        now=NOW,
+    )
+
+
+def _done(accuracy: float) -> TrialObservation:
+    return TrialObservation("Succeeded", results=TrainingResults(accuracy=accuracy))
+
+
+# --------------------------------------------------------------------------- rungs
+
+
+@pytest.mark.parametrize(
+    ("epochs", "eta", "min_epochs", "cap", "ladder"),
+    [
+        (9, 3, 1, None, [1, 3, 9]),
+        (10, 3, 1, None, [1, 3, 9, 10]),
+        (20, 2, 1, 4, [1, 2, 4]),  # the budget caps the full epochs
+        (8, 2, 3, None, [3, 6, 8]),
+    ],
+)
+def test_rungs_multiply_by_eta_up_to_the_trials_epochs(
+    epochs: int, eta: int, min_epochs: int, cap: int | None, ladder: list[int]
+) -> None:
+    budget: dict[str, Any] = {"maxTrials": 4, "parallelTrials": 1}
+    if cap is not None:
+        budget["maxEpochsPerTrial"] = cap
+    spec = SearchSpec.model_validate(
+        make_search(
+            spec={
+                "template": {"hyperparameters": {"epochs": epochs}},
+                "algorithm": {"name": "hyperband", "eta": eta, "minEpochs": min_epochs},
+                "budget": budget,
+            }
+        )["spec"]
+    )
+    assert rung_epochs(spec) == ladder
+
+
+def test_brackets_take_turns_and_never_start_past_the_last_rung() -> None:
+    spec = _search({"algorithm": {"name": "hyperband", "brackets": 5}}).spec  # 3 rungs
+    assert [start_rung(spec, n) for n in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_random_and_hyperband_propose_the_same_trials_for_the_same_seed() -> None:
+    """What bench.search's comparison stands on; the table they hold does not matter."""
+    hyperband = _search().spec
+    random = hyperband.model_copy(
+        update={"algorithm": hyperband.algorithm.model_copy(update={"name": "random"})}
+    )
+    table = [SearchTrial(name="x", number=0, params={}, state="Pruned")]
+    for number in range(4):
+        assert sampler.propose(hyperband, table, number) == sampler.propose(random, [], number)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_a_new_trial_starts_at_the_first_rung() -> None:
+    plan = _plan(_search(), {})
+    (row,) = plan.create
+    assert (row.name, row.rung, row.epochs, row.state) == ("mnist-search-000", 0, 1, "Pending")
+
+
+def _table(*rows: SearchTrial) -> SearchStatus:
+    return SearchStatus(phase="Running", trials=list(rows))
+
+
+def test_the_first_trial_to_finish_a_rung_goes_on_from_its_checkpoint() -> None:
+    first = SearchTrial(name="mnist-search-000", number=0, epochs=1, state="Running")
+    plan = _plan(_search(status=_table(first)), {"mnist-search-000": _done(0.9)})
+    row = plan.status.trials[0]
+    assert (row.state, row.rung, row.epochs) == ("Pending", 1, 3)
+    assert [(rung.epochs, rung.accuracy) for rung in row.rungs] == [(1, 0.9)]
+    assert [job_name(created) for created in plan.create] == ["mnist-search-000-r1"]
+    # Recorded, but not created (an operator restart): made again, under the same name.
+    again = _plan(_search(status=plan.status), {"mnist-search-000": _done(0.9)})
+    assert [job_name(created) for created in again.create] == ["mnist-search-000-r1"]
+    assert again.status.trials == plan.status.trials
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "states"),
+    [
+        # rung-0 accuracies of trials 0..3 finished in this order -> their states after
+        ([0.90, 0.80, 0.95, 0.85], ["Pending", "Pruned", "Pending", "Pruned"]),
+        ([0.90, 0.90, 0.70], ["Pending", "Pending", "Pruned"]),  # a tie with the best goes on
+        ([0.50, 0.60, 0.70], ["Pending", "Pending", "Pending"]),  # each the best so far
+    ],
+)
+def test_a_trial_goes_on_only_among_the_best_third_so_far(
+    accuracies: list[float], states: list[str]
+) -> None:
+    rows: list[SearchTrial] = []
+    for number, accuracy in enumerate(accuracies):
+        name = f"mnist-search-{number:03d}"
+        rows.append(SearchTrial(name=name, number=number, epochs=1, state="Running"))
+        plan = _plan(_search(status=_table(*rows)), {name: _done(accuracy)})
+        rows = list(plan.status.trials)
+    assert [row.state for row in rows] == states
+    pruned = next((row for row in rows if row.state == "Pruned"), None)
+    if pruned is not None:
+        assert pruned.message == "pruned after 1 epochs: not among the best 1/3 of the trials there"
+
+
+def test_a_trial_that_finishes_its_last_rung_completes_and_can_be_best() -> None:
+    row = SearchTrial(
+        name="mnist-search-000",
+        number=0,
+        rung=2,
+        epochs=9,
+        state="Running",
+        rungs=[{"epochs": 1, "accuracy": 0.9}, {"epochs": 3, "accuracy": 0.95}],
+    )
+    search = _search({"budget": {"maxTrials": 1, "parallelTrials": 1}}, _table(row))
+    plan = _plan(search, {"mnist-search-000-r2": _done(0.98)})
+    status = plan.status
+    assert (status.trials[0].state, status.phase, status.best_trial) == (
+        "Completed",
+        "Succeeded",
+        "mnist-search-000",
+    )
+    assert [rung.epochs for rung in status.trials[0].rungs] == [1, 3, 9]
+    assert status.results is not None
+    assert status.results.model_uri == "pvc://artifacts/mnist-search/mnist-search-000"
+
+
+def test_a_pruned_trial_is_never_the_best() -> None:
+    kept = SearchTrial.model_validate(
+        {
+            "name": "a",
+            "number": 0,
+            "state": "Completed",
+            "feasible": True,
+            "rung": 2,
+            "epochs": 9,
+            "rungs": [{"epochs": 1}, {"epochs": 3}, {"epochs": 9}],
+            "metrics": {"accuracy": 0.9},
+        }
+    )
+    # (A pruned trial's accuracy is after fewer epochs; here made higher on purpose.)
+    pruned = SearchTrial.model_validate(
+        {
+            "name": "b",
+            "number": 1,
+            "state": "Pruned",
+            "feasible": True,
+            "epochs": 1,
+            "rungs": [{"epochs": 1}],
+            "metrics": {"accuracy": 0.99},
+        }
+    )
+    search = _search({"budget": {"maxTrials": 2, "parallelTrials": 1}}, _table(kept, pruned))
+    assert _plan(search, {}).status.best_trial == "a"
+
+
+def test_a_rung_job_renders_with_more_epochs_on_the_full_schedule_and_the_same_output() -> None:
+    search = _search()
+    row = SearchTrial(name="mnist-search-004", number=4, rung=1, epochs=3, rungs=[{"epochs": 1}])
+    first = render_trial(search, row.model_copy(update={"rung": 0, "epochs": 1, "rungs": []}))
+    later = render_trial(search, row)
+    assert (first["metadata"]["name"], later["metadata"]["name"]) == (
+        "mnist-search-004",
+        "mnist-search-004-r1",
+    )
+    assert later["metadata"]["labels"][RUNG_LABEL] == "1"
+    assert later["spec"]["hyperparameters"]["epochs"] == 3
+    assert later["spec"]["hyperparameters"]["scheduleEpochs"] == 9
+    assert first["spec"]["hyperparameters"]["scheduleEpochs"] == 9
+    assert later["spec"]["output"] == first["spec"]["output"]
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def _run_to_the_end(search: LeptonSearch, quality: list[float]) -> tuple[SearchStatus, list[str]]:
+    """Play the search through, one job finishing at a time (trial n's accuracy at e
+    epochs grows with e and keeps the trials' order at every rung)."""
+    observed: dict[str, TrialObservation] = {}
+    created: list[str] = []
+    for _ in range(200):
+        plan = _plan(search, observed)
+        for row in plan.create:  # what the trials' watch then sees
+            created.append(job_name(row))
+            observed[job_name(row)] = TrialObservation("Pending")
+        search = search.model_copy(update={"status": plan.status})
+        running = [row for row in plan.status.trials if row.state in ("Pending", "Running")]
+        if not running:
+            return plan.status, created
+        row = running[0]
+        assert row.epochs is not None
+        observed[job_name(row)] = _done(quality[row.number] * (0.9 + 0.1 * row.epochs / 9))
+    raise AssertionError("the search did not end")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=0.1, max_value=1.0, allow_nan=False), min_size=1, max_size=12
+    ).filter(lambda q: len(set(q)) == len(q)),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=3),
+)
+def test_halving_ends_with_the_best_trial_fully_trained_and_epochs_saved(
+    quality: list[float], parallel: int, brackets: int
+) -> None:
+    spec = {
+        "algorithm": {"name": "hyperband", "eta": 3, "brackets": brackets},
+        "budget": {"maxTrials": len(quality), "parallelTrials": min(parallel, len(quality))},
+    }
+    status, created = _run_to_the_end(_search(spec), quality)
+    rows = status.trials
+    assert len(rows) == len(quality) and len(created) == len(set(created))  # none twice
+    assert {row.state for row in rows} <= {"Completed", "Pruned"}
+    # Every trial trained up the ladder from its bracket's rung, never skipping one.
+    ladder = [1, 3, 9]
+    for row in rows:
+        trained = [rung.epochs for rung in row.rungs]
+        start = min(row.number % brackets, 2)
+        assert trained == ladder[start : start + len(trained)]
+        assert (row.state == "Completed") == (trained[-1] == 9)
+    # The best trial is the best at every rung, so it goes on each time and wins.
+    best = max(range(len(quality)), key=quality.__getitem__)
+    assert status.best_trial == rows[best].name and rows[best].state == "Completed"
+    # A trial that goes on resumes: what it spent is its last rung's epochs.
+    spent = sum(row.rungs[-1].epochs for row in rows)
+    assert spent <= 9 * len(rows)
+    if brackets == 1 and len(rows) > 3:
+        assert spent < 9 * len(rows)
+        assert sum(row.state == "Pruned" for row in rows) >= 1
