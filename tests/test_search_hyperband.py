@@ -90,6 +90,17 @@ def test_random_and_hyperband_propose_the_same_trials_for_the_same_seed() -> Non
         assert sampler.propose(hyperband, table, number) == sampler.propose(random, [], number)
 
 
+def test_nearby_trial_numbers_do_not_draw_nearby_parameters() -> None:
+    """Seeds n and n + 2 once gave every other trial almost the same learning rate."""
+    spec = _search().spec
+    odd = []
+    for number in range(1, 40, 2):
+        proposal = sampler.propose(spec, [], number)
+        assert proposal is not None
+        odd.append(float(proposal["model.parameters.widthMultiplier"]))
+    assert max(odd) - min(odd) > 0.5  # of the domain's 0.75
+
+
 # --------------------------------------------------------------------------- the table
 
 

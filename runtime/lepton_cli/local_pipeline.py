@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lepton_cli.inference import query_endpoint
+from lepton_cli.local_search import LocalSearch
 from lepton_cli.manifests import Pipeline
 from lepton_cli.processes import ProcessSupervisor, interrupts_ignored
 from lepton_cli.progress import StepProgress, step_progress
@@ -28,12 +29,15 @@ from lepton_cli.results import (
     CompressionOutcome,
     LossSample,
     RunSummary,
+    SearchOutcome,
     ServingOutcome,
     TrainingOutcome,
 )
 from lepton_cli.runtime_jobs import JobOutcome, RuntimeJob, free_loopback_port, run_job
+from lepton_cli.search_view import SearchDisplay
 from lepton_cli.volumes import clear_checkpoints, prepare_dataset
 from lepton_operator.api.common import DatasetSpec
+from lepton_operator.api.training import LeptonTrainingJob
 from lepton_operator.builders.endpoint import model_name
 from lepton_operator.builders.runtime_config import (
     StorageLayout,
@@ -42,6 +46,7 @@ from lepton_operator.builders.runtime_config import (
     render_train_config,
 )
 from lepton_operator.resolve import source_dataset, source_seed
+from lepton_operator.search import sampler
 from lepton_runtime.contract import (
     CompressSummary,
     PackageConfig,
@@ -50,6 +55,7 @@ from lepton_runtime.contract import (
 )
 from lepton_runtime.contract import DatasetSpec as RuntimeDataset
 from lepton_runtime.data.synthetic import parse_synthetic_uri
+from lepton_runtime.errors import JobError
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.train.loop import batches_per_epoch
 
@@ -116,6 +122,7 @@ class LocalPipelineRunner:
         self.jobs_dir = options.output_dir.resolve() / "jobs"
         self.step_seconds: dict[str, float] = {}
         self.supervisor = ProcessSupervisor()
+        self.best_trial_job: LeptonTrainingJob | None = None
 
     @contextmanager
     def _step(self, name: str) -> Iterator[None]:
@@ -138,8 +145,14 @@ class LocalPipelineRunner:
 
     # ----------------------------------------------------------------------------- steps
 
+    def _source_job(self) -> LeptonTrainingJob:
+        """The training job the later steps chain from: the pipeline's, or the best trial's."""
+        job = self.pipeline.training or self.best_trial_job
+        assert job is not None  # resolve_pipeline gives one or a search; run() checks the search
+        return job
+
     def train(self, progress: StepProgress) -> TrainingOutcome:
-        job = self.pipeline.training
+        job = self._source_job()
         spec = job.spec
         prepare_dataset(spec.dataset.uri, self.layout)
         if not self.options.resume and clear_checkpoints(spec.output.uri, self.layout):
@@ -197,7 +210,7 @@ class LocalPipelineRunner:
     def compress(self, progress: StepProgress) -> CompressionOutcome:
         compression = self.pipeline.compression
         assert compression is not None
-        training = self.pipeline.training
+        training = self._source_job()
         spec = compression.spec
         dataset: DatasetSpec | None = (
             spec.evaluation.dataset if spec.evaluation is not None else source_dataset(training)
@@ -244,7 +257,7 @@ class LocalPipelineRunner:
     def package(self, progress: StepProgress) -> PackageConfig:
         endpoint = self.pipeline.endpoint
         assert endpoint is not None
-        source = self.pipeline.compression or self.pipeline.training
+        source = self.pipeline.compression or self._source_job()
         task = progress.add_task(f"package {endpoint.metadata.name}", total=1, status="")
         config = render_package_config(
             endpoint.spec,
@@ -266,7 +279,7 @@ class LocalPipelineRunner:
         assert endpoint is not None
         from lepton_runtime.data import load_splits  # noqa: PLC0415 (torch: only when serving)
 
-        dataset = self.pipeline.training.spec.dataset
+        dataset = self._source_job().spec.dataset
         _, test = load_splits(
             RuntimeDataset(
                 uri=self.layout.to_runtime_uri(dataset.uri), test_limit=self.options.serve_limit
@@ -301,6 +314,43 @@ class LocalPipelineRunner:
             result=result,
         )
 
+    def search(self) -> tuple[SearchOutcome, TrainingOutcome | None]:
+        """The search to its end, with its live table; the best trial becomes the source of
+        the steps after it."""
+        search = self.pipeline.search
+        assert search is not None
+        spec = search.spec
+        parallel = self._workers(spec.budget.parallel_trials)
+        display = SearchDisplay(f"search {search.metadata.name}", self.console)
+        runner = LocalSearch(
+            search,
+            layout=self.layout,
+            workdir=self.jobs_dir / "trials",
+            supervisor=self.supervisor,
+            parallel=parallel,
+            threads_per_trial=max(1, self.options.max_workers // parallel),
+            on_change=display.update,
+        )
+        with self._step("search"), display:
+            run = runner.run()
+        display.print_final(run.status)
+        front_spec = spec.model_copy(
+            update={"objective": spec.objective.model_copy(update={"minimize": ["parameters"]})}
+        )
+        outcome = SearchOutcome(
+            name=search.metadata.name,
+            status=run.status,
+            parameters_front=sampler.pareto_front(front_spec, run.status.trials),
+        )
+        self.best_trial_job = run.best_job(search)
+        if self.best_trial_job is None:
+            return outcome, None
+        best_name = self.best_trial_job.metadata.name
+        training = TrainingOutcome(
+            name=best_name, workers=1, steps_per_epoch=0, summary=run.summaries[best_name]
+        )
+        return outcome, training
+
     # ----------------------------------------------------------------------------- all
 
     def run(self, manifests: list[str], overrides: list[str]) -> RunSummary:
@@ -308,11 +358,21 @@ class LocalPipelineRunner:
         started = time.perf_counter()
         self.options.output_dir.mkdir(parents=True, exist_ok=True)
         progress = step_progress(self.console)
+        search: SearchOutcome | None = None
+        compression: CompressionOutcome | None = None
+        serving: ServingOutcome | None = None
         try:
+            if self.pipeline.search is not None:
+                search, training = self.search()
+                if training is None and (self.pipeline.compression or self.pipeline.endpoint):
+                    raise JobError(
+                        f"search {self.pipeline.search.metadata.name} found no trial to chain "
+                        f"from: {search.status.message}"
+                    )
             with progress:
-                training = self.train(progress)
+                if self.pipeline.search is None:
+                    training = self.train(progress)
                 compression = self.compress(progress) if self.pipeline.compression else None
-                serving = None
                 if self.pipeline.endpoint is not None:
                     serving = self.serve(progress, self.package(progress))
         finally:
@@ -324,6 +384,7 @@ class LocalPipelineRunner:
             volumes_dir=str(self.options.volumes_dir),
             overrides=overrides,
             training=training,
+            search=search,
             compression=compression,
             serving=serving,
             step_seconds=self.step_seconds,

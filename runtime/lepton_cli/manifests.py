@@ -15,8 +15,9 @@ import yaml
 
 from lepton_operator.api.compression import LeptonCompression
 from lepton_operator.api.endpoint import LeptonEndpoint
+from lepton_operator.api.search import LeptonSearch
 from lepton_operator.api.training import LeptonTrainingJob
-from lepton_operator.resolve import source_reference
+from lepton_operator.resolve import REFERENCE_FIELDS, source_reference
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -84,11 +85,13 @@ def load_manifests(paths: list[Path]) -> list[Manifest]:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """The resolved chain. Compression and endpoint are optional: a lone training job runs too."""
+    """The resolved chain: a training job or a search, then optionally a compression and an
+    endpoint (a lone training job or search runs too)."""
 
-    training: LeptonTrainingJob
+    training: LeptonTrainingJob | None
     compression: LeptonCompression | None
     endpoint: LeptonEndpoint | None
+    search: LeptonSearch | None = None
 
 
 def _index(manifests: list[Manifest]) -> dict[tuple[str, str], Manifest]:
@@ -106,7 +109,7 @@ def _index(manifests: list[Manifest]) -> dict[tuple[str, str], Manifest]:
 def _lookup(
     objects: dict[tuple[str, str], Manifest], owner: Manifest, kind: str, name: str
 ) -> Manifest:
-    field = "trainingJobRef" if kind == "LeptonTrainingJob" else "compressionRef"
+    field = REFERENCE_FIELDS[kind]
     found = objects.get((kind, name))
     if found is None:
         known = sorted(n for k, n in objects if k == kind) or ["none"]
@@ -136,7 +139,7 @@ def resolve_pipeline(manifests: list[Manifest]) -> Pipeline:
     objects = _index(manifests)
     endpoint_doc = _single(manifests, "LeptonEndpoint")
     compression_doc = _single(manifests, "LeptonCompression")
-    training_doc = _single(manifests, "LeptonTrainingJob")
+    root_doc = _single(manifests, "LeptonTrainingJob") or _single(manifests, "LeptonSearch")
 
     endpoint = LeptonEndpoint.model_validate(endpoint_doc.body) if endpoint_doc else None
     if endpoint_doc is not None and endpoint is not None:
@@ -144,38 +147,43 @@ def resolve_pipeline(manifests: list[Manifest]) -> Pipeline:
         if reference is None:
             raise ManifestError(
                 f"{endpoint_doc.where}: spec.source.modelURI serves a model from outside these "
-                "manifests; `lepton run` runs a pipeline: use compressionRef or trainingJobRef"
+                "manifests; `lepton run` runs a pipeline: use compressionRef, trainingJobRef or "
+                "searchRef"
             )
         source_doc = _lookup(objects, endpoint_doc, *reference)
         if source_doc.kind == "LeptonCompression":
             compression_doc = source_doc
         else:
-            compression_doc, training_doc = None, source_doc
+            compression_doc, root_doc = None, source_doc
 
     compression = (
         LeptonCompression.model_validate(compression_doc.body) if compression_doc else None
     )
     if compression_doc is not None and compression is not None:
         reference = source_reference(compression.spec.source)
-        if reference is None or reference[0] != "LeptonTrainingJob":
+        if reference is None or reference[0] not in ("LeptonTrainingJob", "LeptonSearch"):
             raise ManifestError(
                 f"{compression_doc.where}: `lepton run` compresses the model trained by the "
-                "manifests: set spec.source.trainingJobRef"
+                "manifests: set spec.source.trainingJobRef or searchRef"
             )
-        training_doc = _lookup(objects, compression_doc, *reference)
+        root_doc = _lookup(objects, compression_doc, *reference)
 
-    if training_doc is None:
-        search = next((m for m in manifests if m.kind == "LeptonSearch"), None)
-        if search is not None:
-            raise ManifestError(
-                f"{search.where}: `lepton run` does not run a LeptonSearch yet; apply it to a "
-                "cluster (kubectl apply -f), where the operator runs its trials"
-            )
-        raise ManifestError("the manifests define no LeptonTrainingJob: nothing to run")
-    training = LeptonTrainingJob.model_validate(training_doc.body)
-    if training.spec.model.command is not None:
+    if root_doc is None:
         raise ManifestError(
-            f"{training_doc.where}: spec.model.command runs a user image, which needs a cluster; "
-            "`lepton run` runs the built-in models (spec.model.name) and factories"
+            "the manifests define no LeptonTrainingJob or LeptonSearch: nothing to run"
         )
+    if root_doc.kind == "LeptonSearch":
+        search = LeptonSearch.model_validate(root_doc.body)
+        _check_runnable(root_doc, search.spec.template.model.command)
+        return Pipeline(None, compression, endpoint, search)
+    training = LeptonTrainingJob.model_validate(root_doc.body)
+    _check_runnable(root_doc, training.spec.model.command)
     return Pipeline(training, compression, endpoint)
+
+
+def _check_runnable(doc: Manifest, command: list[str] | None) -> None:
+    if command is not None:
+        raise ManifestError(
+            f"{doc.where}: model.command runs a user image, which needs a cluster; "
+            "`lepton run` runs the built-in models (model.name) and factories"
+        )

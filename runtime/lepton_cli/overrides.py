@@ -17,6 +17,8 @@ FAST_HYPERPARAMETERS = {"epochs": 1, "batchSize": 32, "learningRate": 0.01}
 FAST_PRUNING = {"targetSparsity": 0.5, "steps": 1, "fineTuneEpochs": 0.5}
 FAST_GUARD = {"maxAccuracyDrop": 5, "mode": "absolute", "maxTrials": 3}
 FAST_MODEL = {"name": "leptonnet", "parameters": {"widthMultiplier": 0.25, "depthMultiplier": 0.5}}
+FAST_SEARCH_TRIALS = 4
+FAST_SEARCH_EPOCHS = 2  # hyperband needs a rung above its first
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,18 @@ def _fast(kind: str, spec: dict[str, Any]) -> None:
         _section(spec, "accuracyGuard").update(FAST_GUARD)
         if "evaluation" in spec:
             spec["evaluation"] = {"dataset": dict(FAST_DATASET)}
+    elif kind == "LeptonSearch":
+        # Every trial fast, and a few of them (each trial's own values of the space stay).
+        template = _section(spec, "template")
+        _fast("LeptonTrainingJob", template)
+        _section(template, "hyperparameters")["epochs"] = FAST_SEARCH_EPOCHS
+        budget = _section(spec, "budget")
+        budget.pop("maxEpochsPerTrial", None)
+        trials = min(int(budget.get("maxTrials", FAST_SEARCH_TRIALS)), FAST_SEARCH_TRIALS)
+        budget["maxTrials"] = trials
+        budget["parallelTrials"] = min(int(budget.get("parallelTrials", 2)), trials)
+        if isinstance(spec.get("algorithm"), dict):
+            spec["algorithm"]["minEpochs"] = 1
 
 
 def apply_overrides(manifests: list[Manifest], overrides: Overrides) -> list[Manifest]:
@@ -66,5 +80,8 @@ def apply_overrides(manifests: list[Manifest], overrides: Overrides) -> list[Man
                 _fast(manifest.kind, spec)
             if overrides.epochs is not None and manifest.kind == "LeptonTrainingJob":
                 _section(spec, "hyperparameters")["epochs"] = overrides.epochs
+            if overrides.epochs is not None and manifest.kind == "LeptonSearch":
+                template = _section(spec, "template")
+                _section(template, "hyperparameters")["epochs"] = overrides.epochs
         patched.append(Manifest(manifest.path, manifest.index, body))
     return patched

@@ -13,10 +13,11 @@ mpl.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from lepton_cli.results import CompressionOutcome, TrainingOutcome
+from lepton_cli.results import CompressionOutcome, SearchOutcome, TrainingOutcome
 
 LOSS_PLOT = "training-loss.png"
 TRADEOFF_PLOT = "compression-tradeoff.png"
+SEARCH_PLOT = "search-pareto.png"
 
 
 def plot_training_loss(training: TrainingOutcome, path: Path) -> Path:
@@ -96,11 +97,59 @@ def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Pa
     return path
 
 
+def plot_search(search: SearchOutcome, path: Path) -> Path:
+    """Accuracy against parameters for every measured trial, the Pareto front joined up."""
+    status = search.status
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    styles = {"Completed": ("o", "tab:blue"), "Pruned": ("x", "tab:gray")}
+    for state, (marker, color) in styles.items():
+        points = [
+            (row.metrics.parameters, row.metrics.accuracy)
+            for row in status.trials
+            if row.state == state
+            and row.metrics is not None
+            and row.metrics.parameters is not None
+            and row.metrics.accuracy is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            label = "completed" if state == "Completed" else "pruned (fewer epochs)"
+            axes.scatter(xs, ys, marker=marker, color=color, label=label)
+    front = sorted(
+        (row.metrics.parameters, row.metrics.accuracy)
+        for row in status.trials
+        if row.name in search.parameters_front
+        and row.metrics is not None
+        and row.metrics.parameters is not None
+        and row.metrics.accuracy is not None
+    )
+    if front:
+        xs, ys = zip(*front, strict=True)
+        axes.plot(xs, ys, "s-", color="tab:red", label="Pareto front")
+    axes.set_xscale("log")
+    axes.set_xlabel("trainable parameters")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(f"Search {search.name}: best {status.best_trial or 'none'}")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def write_plots(
-    output_dir: Path, training: TrainingOutcome, compression: CompressionOutcome | None
+    output_dir: Path,
+    training: TrainingOutcome | None,
+    compression: CompressionOutcome | None,
+    search: SearchOutcome | None = None,
 ) -> list[Path]:
     """Every plot the run has data for."""
-    paths = [plot_training_loss(training, output_dir / LOSS_PLOT)]
+    paths = []
+    if search is not None:
+        paths.append(plot_search(search, output_dir / SEARCH_PLOT))
+    if training is not None and search is None:  # a search's trials report no loss curve
+        paths.append(plot_training_loss(training, output_dir / LOSS_PLOT))
     if compression is not None:
         paths.append(plot_compression_tradeoff(compression, output_dir / TRADEOFF_PLOT))
     return paths

@@ -31,18 +31,44 @@ def build_table(summary: RunSummary) -> Table:
             table.add_row(step if index == 0 else "", figure, value, end_section=False)
         table.add_section()
 
-    training = summary.training.summary
-    section(
-        f"train {summary.training.name}",
-        [
+    if summary.search is not None:
+        status = summary.search.status
+        best = next((row for row in status.trials if row.name == status.best_trial), None)
+        counts = {
+            state: sum(row.state == state for row in status.trials)
+            for state in ("Completed", "Pruned", "Failed")
+        }
+        rows = [
+            ("phase", f"{status.phase}: {status.message or ''}"),
+            ("trials", ", ".join(f"{count} {state.lower()}" for state, count in counts.items())),
+            ("epochs trained", str(status.epochs_trained)),
+            ("time", f"{seconds.get('search', 0):.1f} s"),
+        ]
+        if best is not None and best.metrics is not None:
+            rows.insert(
+                1,
+                (
+                    "best trial",
+                    f"[bold]{best.name}[/bold] "
+                    f"{best.metrics.accuracy or 0:.2%}, {best.metrics.parameters or 0:,} "
+                    "parameters",
+                ),
+            )
+        section(f"search {summary.search.name}", rows)
+    if summary.training is not None:
+        training = summary.training.summary
+        rows = [
             ("test accuracy", f"{training.accuracy:.2%}"),
             ("final loss", f"{training.loss:.4f}"),
             ("epochs, steps, workers", f"{training.epochs}, {training.steps}, "
              f"{summary.training.workers}"),
             ("throughput", f"{training.samples_per_second:,.0f} samples/s"),
-            ("time", f"{seconds.get('train', 0):.1f} s"),
-        ],
-    )  # fmt: skip
+        ]  # fmt: skip
+        if summary.search is None:
+            took = ("time", f"{seconds.get('train', 0):.1f} s")
+            section(f"train {summary.training.name}", [*rows, took])
+        else:  # trained within the search's time
+            section(f"best trial {summary.training.name}", rows)
     if summary.compression is not None:
         result = summary.compression.summary
         kept = next((t for t in result.trials if t.kept), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, computed_field
 
 from lepton_cli.inference import CamelModel, ServingResult
+from lepton_operator.api.search import SearchStatus
 from lepton_runtime.contract import CompressSummary, TrainSummary
 
 
@@ -28,6 +29,18 @@ class TrainingOutcome(CamelModel):
     """What the runtime reported (as status.results would show it)."""
     loss_samples: list[LossSample] = Field(default_factory=list)
     """Per-step losses sampled from the metrics endpoint while training ran."""
+
+
+class SearchOutcome(CamelModel):
+    """The search's final status, as the operator would have written it."""
+
+    name: str
+    """metadata.name of the LeptonSearch."""
+    status: SearchStatus
+    """Phase, trial table, best trial, Pareto front, results."""
+    parameters_front: list[str] = Field(default_factory=list)
+    """Trials that no other feasible trial beats on both accuracy and parameters (the plot's
+    front)."""
 
 
 class CompressionOutcome(CamelModel):
@@ -66,7 +79,9 @@ class RunSummary(CamelModel):
     volumes_dir: str
     overrides: list[str]
     """Command-line changes to the manifests (empty for the manifests as written)."""
-    training: TrainingOutcome
+    training: TrainingOutcome | None = None
+    """The training job, or a search's best trial's; None when a search found none."""
+    search: SearchOutcome | None = None
     compression: CompressionOutcome | None = None
     serving: ServingOutcome | None = None
     step_seconds: dict[str, float] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -138,32 +139,23 @@ def _summary_of(job: RuntimeJob) -> str | None:
     return text
 
 
-def run_job(
-    job: RuntimeJob,
-    supervisor: ProcessSupervisor,
-    on_metrics: Callable[[dict[str, float]], None] | None = None,
-    metrics_port: int | None = None,
-) -> JobOutcome:
-    """Run the job to completion; StepError when it failed.
+def start_job(job: RuntimeJob, supervisor: ProcessSupervisor) -> subprocess.Popen[bytes]:
+    """Write the job's contract and start its process (finish it with `job_outcome`)."""
+    job.workdir.mkdir(parents=True, exist_ok=True)
+    job.config_path.write_text(job.config.to_wire())
+    job.termination_path.unlink(missing_ok=True)
+    return supervisor.start(
+        job_command(job, free_loopback_port()), env=job_environment(), log_path=job.log_path
+    )
+
+
+def job_outcome(job: RuntimeJob, code: int) -> JobOutcome:
+    """What the job that exited with `code` reported; StepError when it failed.
 
     A summary is written only after the job's last barrier, i.e. once every worker has done
     all its work; a worker that then crashes on its way out (a gloo teardown race seen with
     torch 2.15) does not undo the results, so that case is a note, not a failure.
     """
-    job.workdir.mkdir(parents=True, exist_ok=True)
-    job.config_path.write_text(job.config.to_wire())
-    job.termination_path.unlink(missing_ok=True)
-    process = supervisor.start(
-        job_command(job, free_loopback_port()), env=job_environment(), log_path=job.log_path
-    )
-
-    def poll_progress() -> None:
-        if on_metrics is not None and metrics_port:
-            gauges = scrape(metrics_port)
-            if gauges:
-                on_metrics(gauges)
-
-    code = supervisor.wait(process, on_tick=poll_progress)
     summary = _summary_of(job)
     if summary is None:
         reason = _failure_reason(job, code) if code else "finished without a JSON summary"
@@ -172,3 +164,21 @@ def run_job(
         note = f"{job.command}: a worker exited with code {code} after reporting its results"
         return JobOutcome(summary, f"{note} (see {job.log_path})")
     return JobOutcome(summary)
+
+
+def run_job(
+    job: RuntimeJob,
+    supervisor: ProcessSupervisor,
+    on_metrics: Callable[[dict[str, float]], None] | None = None,
+    metrics_port: int | None = None,
+) -> JobOutcome:
+    """Run the job to completion; StepError when it failed."""
+    process = start_job(job, supervisor)
+
+    def poll_progress() -> None:
+        if on_metrics is not None and metrics_port:
+            gauges = scrape(metrics_port)
+            if gauges:
+                on_metrics(gauges)
+
+    return job_outcome(job, supervisor.wait(process, on_tick=poll_progress))

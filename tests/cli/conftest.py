@@ -9,6 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 PIPELINE = SAMPLES / "mnist-pipeline.yaml"
+SEARCH_PIPELINE = SAMPLES / "mnist-search-pipeline.yaml"
 LEPTON = [sys.executable, "-m", "lepton_cli"]
 
 

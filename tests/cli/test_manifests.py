@@ -11,11 +11,19 @@ import yaml
 from lepton_cli.manifests import ManifestError, load_manifests, resolve_pipeline
 from lepton_cli.overrides import Overrides, apply_overrides
 from lepton_operator.api.validation import validate_manifest
-from tests.cli.conftest import PIPELINE
+from tests.cli.conftest import PIPELINE, SEARCH_PIPELINE
 
 
 def _pipeline_documents() -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(PIPELINE.read_text()) if doc]
+
+
+def test_a_search_pipeline_resolves_to_the_search_and_what_chains_from_it() -> None:
+    pipeline = resolve_pipeline(load_manifests([SEARCH_PIPELINE]))
+    assert pipeline.training is None and pipeline.search is not None
+    assert pipeline.search.metadata.name == "mnist-search-pipeline"
+    assert pipeline.compression is not None and pipeline.endpoint is not None
+    assert pipeline.compression.spec.source.search_ref is not None
 
 
 def _write(tmp_path: Path, documents: list[dict[str, Any]]) -> Path:
@@ -26,6 +34,7 @@ def _write(tmp_path: Path, documents: list[dict[str, Any]]) -> Path:
 
 def test_sample_pipeline_resolves_to_its_three_objects() -> None:
     pipeline = resolve_pipeline(load_manifests([PIPELINE]))
+    assert pipeline.training is not None and pipeline.search is None
     assert pipeline.training.metadata.name == "mnist"
     assert pipeline.compression is not None
     assert pipeline.compression.metadata.name == "mnist-compressed"

@@ -350,6 +350,9 @@ class SearchStatus(LeptonModel):
     objective."""
     gpu_hours: float = Field(default=0.0, ge=0)
     """GPU-hours held by the trials so far."""
+    epochs_trained: int = Field(default=0, ge=0)
+    """Epochs the trials have finished training, together (a hyperband trial's epochs once,
+    however many rungs it went on to)."""
     results: SearchResults | None = None
     """The best trial, once there is one."""
     start_time: datetime | None = None

@@ -55,6 +55,14 @@ def job_name(row: SearchTrial) -> str:
     return whole if len(whole) <= _RUNG_JOB_MAX else dns_label(row.name, suffix, _RUNG_JOB_MAX)
 
 
+def last_run(row: SearchTrial) -> SearchTrial:
+    """The row as it was while its last finished rung ran: that rung's job name and epochs
+    (render_trial of it is the job that wrote the trial's model)."""
+    if not row.rungs:
+        return row
+    return row.model_copy(update={"rungs": row.rungs[:-1], "epochs": row.rungs[-1].epochs})
+
+
 def _accuracy_at(row: SearchTrial, epochs: int) -> float | None:
     return next((rung.accuracy for rung in row.rungs if rung.epochs == epochs), None)
 

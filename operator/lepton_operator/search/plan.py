@@ -165,6 +165,16 @@ def _halve(spec: SearchSpec, rows: list[SearchTrial]) -> list[SearchTrial]:
     return promoted
 
 
+def epochs_trained(trials: Sequence[SearchTrial]) -> int:
+    """Epochs of every finished rung or trial: a later rung resumes, so each trial counts
+    the epochs it had at the end of its last finished rung."""
+    return sum(
+        row.rungs[-1].epochs if row.rungs else (row.epochs or 0)
+        for row in trials
+        if row.rungs or row.state in ("Completed", "Pruned")
+    )
+
+
 def best_trial(trials: Sequence[SearchTrial]) -> SearchTrial | None:
     """The feasible completed trial with the highest accuracy; the earlier one on a tie."""
     scored = [
@@ -243,6 +253,7 @@ def plan_search(
         best_trial=best.name if best else None,
         pareto_front=front(rows),
         gpu_hours=gpu_hours,
+        epochs_trained=epochs_trained(rows),
         results=_results(best, spec),
         start_time=previous.start_time or (now if rows else None),
         completion_time=(previous.completion_time or now) if finished else None,
