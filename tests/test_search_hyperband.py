@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lepton_operator.api.search import LeptonSearch, SearchSpec, SearchStatus, SearchTrial
+from lepton_operator.api.search import (
+    LeptonSearch,
+    SearchSpec,
+    SearchStatus,
+    SearchTrial,
+    TrialRung,
+)
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.search import RUNG_LABEL, render_trial
 from lepton_operator.search import sampler
@@ -276,3 +282,41 @@ def test_halving_ends_with_the_best_trial_fully_trained_and_epochs_saved(
     if brackets == 1 and len(rows) > 3:
         assert spent < 9 * len(rows)
         assert sum(row.state == "Pruned" for row in rows) >= 1
+
+
+# --------------------------------------------------------------------------- the epoch budget
+
+
+def test_the_epoch_budget_counts_what_trials_train_and_are_training_toward() -> None:
+    """Random trials of 3 epochs under maxEpochs 7: two fit, a third would not."""
+    spec = {
+        "algorithm": {"name": "random"},
+        "template": {"hyperparameters": {"epochs": 3}},
+        "budget": {"maxTrials": 10, "parallelTrials": 3, "maxEpochs": 7},
+    }
+    plan = _plan(_search(spec), {})
+    assert [row.epochs for row in plan.create] == [3, 3]
+    observed = {row.name: _done(0.9) for row in plan.create}
+    status = _plan(_search(spec, plan.status), observed).status
+    assert (status.phase, len(status.trials), status.epochs_trained) == ("Succeeded", 2, 6)
+    assert (status.message or "").startswith("budget.maxEpochs is spent")
+
+
+def test_a_trial_that_would_go_on_past_the_epoch_budget_stops() -> None:
+    first = SearchTrial(name="mnist-search-000", number=0, epochs=1, state="Running")
+    search = _search({"budget": {"maxTrials": 4, "parallelTrials": 1, "maxEpochs": 9}})
+    plan = _plan(search.model_copy(update={"status": _table(first)}), {first.name: _done(0.9)})
+    assert plan.status.trials[0].state == "Pending"  # 1 + 2 more epochs fit in 9
+    tight = _search({"budget": {"maxTrials": 4, "parallelTrials": 1, "maxEpochs": 9}})
+    row = first.model_copy(update={"rung": 1, "epochs": 3, "rungs": [TrialRung(epochs=1)]})
+    others = SearchTrial(name="mnist-search-001", number=1, epochs=1, state="Running")
+    # 3 (trial 0, at rung 1) + 1 (trial 1) of 9 are committed: 5 left, going on needs 6.
+    status = _plan(
+        tight.model_copy(update={"status": _table(row, others)}),
+        {"mnist-search-000-r1": _done(0.95), "mnist-search-001": TrialObservation("Running")},
+    ).status
+    stopped = status.trials[0]
+    assert (stopped.state, stopped.message) == (
+        "Pruned",
+        "stopped after 3 epochs: budget.maxEpochs is spent",
+    )

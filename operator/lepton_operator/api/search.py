@@ -204,6 +204,10 @@ class SearchBudget(LeptonModel):
     """Caps template.hyperparameters.epochs for every trial."""
     max_gpu_hours: float | None = Field(default=None, gt=0)
     """No trial starts once the finished and running trials have held this many GPU-hours."""
+    max_epochs: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Epochs of all trials together (what they trained and are training toward): no trial
+    starts, and no hyperband trial goes on to a rung, past it. Unlike GPU-hours, the same on
+    any machine."""
 
 
 _TEMPLATE_EPOCHS_CEL = (
@@ -234,6 +238,12 @@ class SearchSpec(LeptonModel):
                     "rule": "self.algorithm.name != 'grid' || "
                     "self.space.all(p, p.type != 'float' || has(p.step))",
                     "message": "algorithm grid needs a step for every float parameter",
+                },
+                {
+                    "rule": "!has(self.budget.maxEpochs) || "
+                    f"self.budget.maxEpochs >= {_TRIAL_EPOCHS_CEL}",
+                    "message": "budget.maxEpochs must leave one trial its epochs "
+                    "(template.hyperparameters.epochs, capped by budget.maxEpochsPerTrial)",
                 },
                 {
                     "rule": "self.algorithm.name != 'hyperband' || "
@@ -268,7 +278,7 @@ class SearchSpec(LeptonModel):
         default_factory=SearchBudget,
         json_schema_extra={"default": {"maxTrials": 20, "parallelTrials": 2}},
     )
-    """Trials in all and at once, epochs per trial, GPU-hours."""
+    """Trials in all and at once, epochs per trial and in all, GPU-hours."""
 
 
 class TrialRung(LeptonModel):

@@ -130,26 +130,32 @@ def _just_finished_rung(row: SearchTrial) -> bool:
     return row.state == "Completed" and row.epochs is not None and finished != row.epochs
 
 
-def _decide(spec: SearchSpec, row: SearchTrial, rows: Sequence[SearchTrial]) -> SearchTrial:
+def _decide(
+    spec: SearchSpec, row: SearchTrial, rows: Sequence[SearchTrial], room: int | None
+) -> SearchTrial:
     """The row with its finished rung recorded: gone on to the next rung (Pending), pruned,
-    or (last rung, or infeasible) completed."""
+    or (last rung, or infeasible) completed. `room`: the epochs budget.maxEpochs has left."""
     held = (row.gpu_hours or 0.0) - _rungs_gpu_hours(row)
     accuracy = row.metrics.accuracy if row.metrics else None
-    assert row.epochs is not None  # _just_finished_rung
-    rung = TrialRung(epochs=row.epochs, accuracy=accuracy, gpu_hours=round(max(held, 0), 6))
+    epochs = row.epochs
+    assert epochs is not None  # _just_finished_rung
+    rung = TrialRung(epochs=epochs, accuracy=accuracy, gpu_hours=round(max(held, 0), 6))
     row = row.model_copy(update={"rungs": [*row.rungs, rung]})
     ladder = rung_epochs(spec)
     if not row.feasible or row.rung + 1 >= len(ladder):
         return row
-    if goes_on(spec, row, rows):
-        return row.model_copy(
-            update={"state": "Pending", "rung": row.rung + 1, "epochs": ladder[row.rung + 1]}
+    if not goes_on(spec, row, rows):
+        message = (
+            f"pruned after {row.epochs} epochs: not among the best 1/{spec.algorithm.eta} of "
+            "the trials there"
         )
-    message = (
-        f"pruned after {row.epochs} epochs: not among the best 1/{spec.algorithm.eta} of the "
-        "trials there"
+        return row.model_copy(update={"state": "Pruned", "message": message})
+    if room is not None and ladder[row.rung + 1] - epochs > room:
+        message = f"stopped after {epochs} epochs: budget.maxEpochs is spent"
+        return row.model_copy(update={"state": "Pruned", "message": message})
+    return row.model_copy(
+        update={"state": "Pending", "rung": row.rung + 1, "epochs": ladder[row.rung + 1]}
     )
-    return row.model_copy(update={"state": "Pruned", "message": message})
 
 
 def _halve(spec: SearchSpec, rows: list[SearchTrial]) -> list[SearchTrial]:
@@ -159,10 +165,24 @@ def _halve(spec: SearchSpec, rows: list[SearchTrial]) -> list[SearchTrial]:
     promoted = []
     for index in range(len(rows)):
         if _just_finished_rung(rows[index]):
-            rows[index] = _decide(spec, rows[index], rows)
+            rows[index] = _decide(spec, rows[index], rows, _epochs_left(spec, rows))
             if rows[index].state == "Pending":
                 promoted.append(rows[index])
     return promoted
+
+
+def _committed_epochs(row: SearchTrial) -> int:
+    """Epochs the row has trained or is training toward (a failed job's own are unknown)."""
+    if row.state == "Failed":
+        return row.rungs[-1].epochs if row.rungs else 0
+    return row.epochs or 0
+
+
+def _epochs_left(spec: SearchSpec, rows: Sequence[SearchTrial]) -> int | None:
+    """What budget.maxEpochs leaves for new trials and rungs; None without that budget."""
+    if spec.budget.max_epochs is None:
+        return None
+    return spec.budget.max_epochs - sum(_committed_epochs(row) for row in rows)
 
 
 def epochs_trained(trials: Sequence[SearchTrial]) -> int:
@@ -214,31 +234,39 @@ def plan_search(
     budget = spec.budget
     gpu_hours = round(sum(row.gpu_hours or 0.0 for row in rows), 6)
     out_of_hours = budget.max_gpu_hours is not None and gpu_hours >= budget.max_gpu_hours
-    exhausted = False
+    exhausted = out_of_epochs = False
     while (
         len(rows) < budget.max_trials
         and sum(row.state in ACTIVE for row in rows) < budget.parallel_trials
         and not out_of_hours
     ):
         number = len(rows)
+        rung = start_rung(spec, number) if hyperband else 0
+        epochs = rung_epochs(spec)[rung] if hyperband else trial_epochs(spec)
+        left = _epochs_left(spec, rows)
+        if left is not None and epochs > left:
+            out_of_epochs = True
+            break
         params = propose(rows, number)
         if params is None:
             exhausted = True
             break
-        rung = start_rung(spec, number) if hyperband else 0
         row = SearchTrial(
             name=trial_name(meta.name, number),
             number=number,
             params={name: format_value(value) for name, value in params.items()},
             rung=rung,
-            epochs=rung_epochs(spec)[rung] if hyperband else trial_epochs(spec),
+            epochs=epochs,
         )
         rows.append(row)
         create.append(row)
     best = best_trial(rows)
     active = sum(row.state in ACTIVE for row in rows)
-    finished = active == 0 and (len(rows) >= budget.max_trials or out_of_hours or exhausted)
-    phase, reason, message = _phase(rows, best, finished, out_of_hours)
+    spent = "the GPU-hour budget is spent" if out_of_hours else None
+    if out_of_epochs:
+        spent = "budget.maxEpochs is spent"
+    finished = active == 0 and (len(rows) >= budget.max_trials or exhausted or spent is not None)
+    phase, reason, message = _phase(rows, best, finished, spent)
     book = ConditionBook(list(previous.conditions), meta.generation, now)
     book.put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
     if phase == "Failed":
@@ -276,7 +304,7 @@ def _phase(
     rows: Sequence[SearchTrial],
     best: SearchTrial | None,
     finished: bool,
-    out_of_hours: bool,
+    spent: str | None,
 ) -> tuple[str, str, str]:
     completed = sum(row.state == "Completed" for row in rows)
     active = sum(row.state in ACTIVE for row in rows)
@@ -284,7 +312,7 @@ def _phase(
         lead = f"; best so far {best.name}" if best else ""
         progress = f"{completed} of {len(rows)} trials completed, {active} running{lead}"
         return "Running", "Searching", progress
-    why = "the GPU-hour budget is spent" if out_of_hours else "every trial has finished"
+    why = spent or "every trial has finished"
     if best is not None:
         accuracy = best.metrics.accuracy if best.metrics else None
         return (
