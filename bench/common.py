@@ -71,5 +71,8 @@ def run_train_cli(config: dict[str, Any], workdir: Path, nproc: int = 1) -> Trai
             "lepton_runtime",
             "train",
         ]
-    subprocess.run([*command, "--config", str(workdir / "config.json")], check=True)
+    # The runtime prints its summary to stdout: kept off ours, which is the one JSON object.
+    subprocess.run(
+        [*command, "--config", str(workdir / "config.json")], check=True, stdout=sys.stderr
+    )
     return TrainSummary.model_validate_json(termination.read_text())

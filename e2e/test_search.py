@@ -189,3 +189,42 @@ def test_a_trial_name_someone_else_holds_fails_that_trial_with_the_fix(
     assert "already exists and is not this search's" in search["status"]["message"]
     untouched = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, LTJ, "clash-000")
     assert "ownerReferences" not in untouched["metadata"]
+
+
+def test_hyperband_trials_go_on_from_their_checkpoints_in_new_jobs_and_stop_on_budget(
+    operator: OperatorProcess, custom: Any, namespace: str, volumes: None
+) -> None:
+    """Rungs of 1, 3 and 9 epochs under maxEpochs 15: every trial ties on accuracy, so each
+    goes on while the budget allows, and at least one stops when it does not (3 full trials
+    would need 27)."""
+    search = _search("halving", trials=3, parallel=2)
+    search["spec"]["template"]["hyperparameters"]["epochs"] = 9
+    search["spec"]["algorithm"] = {"name": "hyperband", "eta": 3, "minEpochs": 1, "seed": 3}
+    search["spec"]["budget"]["maxEpochs"] = 15
+    with _MostUnfinished(custom, namespace, "halving") as sampled:
+        create(custom, namespace, search)
+        status = wait_for_phase(custom, "LeptonSearch", namespace, "halving", "Succeeded")["status"]
+    assert 1 <= sampled.most <= 2
+    rows = status["trials"]
+    states = sorted(row["state"] for row in rows)
+    assert "Completed" in states and "Pruned" in states, rows
+    assert status["epochsTrained"] <= 15
+    jobs = {job["metadata"]["name"]: job for job in _trials(custom, namespace, "halving")}
+    for row in rows:
+        ladder = [rung["epochs"] for rung in row["rungs"]]
+        assert ladder == [1, 3, 9][: len(ladder)]
+        names = [row["name"], *(f"{row['name']}-r{k}" for k in range(1, len(ladder)))]
+        # One job per finished rung, none beyond: a stopped trial has nothing left running.
+        assert sorted(n for n in jobs if n.startswith(row["name"])) == sorted(names)
+        for rung, name in enumerate(names):
+            job = jobs[name]
+            assert job["status"]["phase"] == "Succeeded"
+            assert job["metadata"]["labels"]["lepton.ai/rung"] == str(rung)
+            hyper = job["spec"]["hyperparameters"]
+            assert (hyper["epochs"], hyper["scheduleEpochs"]) == (ladder[rung], 9)
+            # Every rung writes where the trial's first did: the next one resumes from there.
+            assert job["spec"]["output"]["uri"] == f"pvc://artifacts/mnist-search/{row['name']}"
+        if row["state"] == "Pruned":
+            assert "budget.maxEpochs is spent" in row["message"]
+    best = next(row for row in rows if row["name"] == status["bestTrial"])
+    assert best["state"] == "Completed" and best["rungs"][-1]["epochs"] == 9

@@ -346,9 +346,9 @@ class LocalPipelineRunner:
         if self.best_trial_job is None:
             return outcome, None
         best_name = self.best_trial_job.metadata.name
-        training = TrainingOutcome(
-            name=best_name, workers=1, steps_per_epoch=0, summary=run.summaries[best_name]
-        )
+        summary = run.summary_of(best_name)
+        assert summary is not None  # the best trial completed: its last job reported
+        training = TrainingOutcome(name=best_name, workers=1, steps_per_epoch=0, summary=summary)
         return outcome, training
 
     # ----------------------------------------------------------------------------- all

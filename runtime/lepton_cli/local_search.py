@@ -44,18 +44,31 @@ def _now() -> datetime:
 class _Trial:
     """A trial's training job running here."""
 
+    trial: str
     manifest: LeptonTrainingJob
     job: RuntimeJob
     process: subprocess.Popen[bytes]
     started: datetime
 
 
+@dataclass(frozen=True)
+class FinishedJob:
+    """A trial's training job that reported its summary."""
+
+    trial: str
+    job: str
+    summary: TrainSummary
+
+
 @dataclass
 class SearchRun:
-    """The search's final status, and each trial job's runtime summary (in finishing order)."""
+    """The search's final status, and the trials' jobs that succeeded, in finishing order."""
 
     status: SearchStatus
-    summaries: dict[str, TrainSummary] = field(default_factory=dict)
+    finished: list[FinishedJob] = field(default_factory=list)
+
+    def summary_of(self, job: str) -> TrainSummary | None:
+        return next((done.summary for done in self.finished if done.job == job), None)
 
     def best_job(self, search: LeptonSearch) -> LeptonTrainingJob | None:
         """The training job of the best trial's last rung: what a searchRef chains from."""
@@ -89,7 +102,7 @@ class LocalSearch:
         self.observed: dict[str, TrialObservation] = {}
         self.waiting: list[SearchTrial] = []
         self.running: dict[str, _Trial] = {}
-        self.summaries: dict[str, TrainSummary] = {}
+        self.finished: list[FinishedJob] = []
 
     def run(self) -> SearchRun:
         spec = self.search.spec
@@ -106,11 +119,14 @@ class LocalSearch:
             for row in plan.create:
                 self.observed[job_name(row)] = TrialObservation("Pending")
                 self.waiting.append(row)
+            started = bool(self.waiting) and len(self.running) < self.parallel
             while self.waiting and len(self.running) < self.parallel:
                 self._start(self.waiting.pop(0))
+            if started:
+                continue  # plan again: the table then shows the started trials Running
             self.on_change(plan.status)
             if plan.status.phase in FINISHED_PHASES and not self.running:
-                return SearchRun(plan.status, self.summaries)
+                return SearchRun(plan.status, self.finished)
             self._wait_for_a_trial()
 
     def _start(self, row: SearchTrial) -> None:
@@ -131,7 +147,8 @@ class LocalSearch:
         config = render_train_config(manifest.spec, self.layout, runtime)
         job = RuntimeJob("train", config, 1, workdir)
         started = _now()
-        self.running[name] = _Trial(manifest, job, start_job(job, self.supervisor), started)
+        process = start_job(job, self.supervisor)
+        self.running[name] = _Trial(row.name, manifest, job, process, started)
         self.observed[name] = TrialObservation("Running", start_time=started)
 
     def _wait_for_a_trial(self) -> None:
@@ -160,7 +177,7 @@ class LocalSearch:
                 completion_time=finished,
             )
         summary = TrainSummary.model_validate_json(outcome.summary)
-        self.summaries[name] = summary
+        self.finished.append(FinishedJob(trial.trial, name, summary))
         results = training_results(summary, trial.manifest.spec.output.uri, self.layout)
         return TrialObservation(
             "Succeeded", results=results, start_time=trial.started, completion_time=finished

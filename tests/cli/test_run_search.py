@@ -101,6 +101,7 @@ def test_the_best_trial_was_compressed_and_served(search_run: Run) -> None:
 def test_the_pareto_plot_and_the_plain_trial_lines(search_run: Run) -> None:
     output, _, _, stdout = search_run
     assert (output / "search-pareto.png").read_bytes().startswith(PNG_MAGIC)
+    assert "search mnist-search-pipeline: trial 0 Running (1 epochs)" in stdout
     assert "search mnist-search-pipeline: trial 0 Completed" in stdout
     assert "\r" not in stdout  # stdout is no terminal here: lines, no table redrawn in place
     assert not processes_mentioning(str(output))
