@@ -12,12 +12,23 @@ import matplotlib as mpl
 mpl.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from lepton_cli.results import CompressionOutcome, SearchOutcome, TrainingOutcome
 
 LOSS_PLOT = "training-loss.png"
 TRADEOFF_PLOT = "compression-tradeoff.png"
 SEARCH_PLOT = "search-pareto.png"
+
+
+def _save(figure: Figure, axes: Axes, path: Path) -> Path:
+    """Grid, tight layout, the PNG written, the figure closed (pyplot keeps every open one)."""
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def plot_training_loss(training: TrainingOutcome, path: Path) -> Path:
@@ -47,12 +58,8 @@ def plot_training_loss(training: TrainingOutcome, path: Path) -> Path:
         f"Training {training.name}: {training.workers} workers, "
         f"test accuracy {training.summary.accuracy:.2%}"
     )
-    axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, path)
 
 
 def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Path:
@@ -90,11 +97,7 @@ def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Pa
     axes.set_xlabel("artifact size (KiB, compressed TorchScript)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(f"Compression {compression.name}: {compression.size_ratio:.1f}x smaller")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, path)
 
 
 def plot_search(search: SearchOutcome, path: Path) -> Path:
@@ -130,12 +133,8 @@ def plot_search(search: SearchOutcome, path: Path) -> Path:
     axes.set_xlabel("trainable parameters")
     axes.set_ylabel("test accuracy")
     axes.set_title(f"Search {search.name}: best {status.best_trial or 'none'}")
-    axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, path)
 
 
 def write_plots(
