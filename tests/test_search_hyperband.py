@@ -224,6 +224,22 @@ def test_a_rung_job_renders_with_more_epochs_on_the_full_schedule_and_the_same_o
     assert later["spec"]["output"] == first["spec"]["output"]
 
 
+def test_a_trial_over_the_parameter_limit_fails_before_it_trains() -> None:
+    """objective.maxParameters goes to each trial's model.maxParameters (the tighter of the
+    two when the template sets one), which the runtime checks before the first step."""
+    search = _search({"objective": {"maxParameters": 50_000}})
+    row = SearchTrial(name="mnist-search-000", number=0, epochs=1)
+    assert render_trial(search, row)["spec"]["model"]["maxParameters"] == 50_000
+    tighter = _search(
+        {
+            "objective": {"maxParameters": 50_000},
+            "template": {"hyperparameters": {"epochs": 9}, "model": {"maxParameters": 20_000}},
+        }
+    )
+    assert render_trial(tighter, row)["spec"]["model"]["maxParameters"] == 20_000
+    assert "maxParameters" not in render_trial(_search(), row)["spec"]["model"]
+
+
 # --------------------------------------------------------------------------- properties
 
 

@@ -200,6 +200,8 @@ class TrainConfig(ContractModel):
     """Checkpointing and resume."""
     output_uri: Uri
     """Where the trained artifacts go: model.pt (state dict), model.ts (TorchScript), model.json."""
+    max_parameters: int | None = Field(None, ge=1)
+    """Fail before training when the model has more trainable parameters."""
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
     """Termination message, metrics port, threads."""
 

@@ -25,6 +25,7 @@ from lepton_runtime.contract import (
     TrainConfig,
     TrainSummary,
 )
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
 from lepton_runtime.serve.local import free_port
 from lepton_runtime.train.measure import latency_ms
@@ -129,6 +130,15 @@ def test_resume_continues_from_the_checkpoint(mnist_uri: str, tmp_path: Path) ->
     assert second.resumed_from_step == first.steps == 8
     assert second.steps == 16 and second.epochs == 2
     assert second.loss_history[0] == first.loss_history[0]
+
+
+def test_a_model_over_max_parameters_fails_before_training(mnist_uri: str, tmp_path: Path) -> None:
+    config = tiny_train_config(mnist_uri, tmp_path, max_parameters=1000)
+    with pytest.raises(
+        JobError, match=r"has [\d,]+ trainable parameters, over model.maxParameters 1,000"
+    ):
+        train.run(config)
+    assert not (tmp_path / "model").exists()  # nothing trained, nothing written
 
 
 def test_a_run_continued_on_one_schedule_matches_a_run_in_one_go(

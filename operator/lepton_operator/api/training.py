@@ -83,6 +83,11 @@ class ModelSpec(LeptonModel):
                     "message": "model.command runs your own code: set model.image to the image "
                     "that contains it",
                 },
+                {
+                    "rule": "!has(self.maxParameters) || !has(self.command)",
+                    "message": "model.maxParameters is checked by the Lepton runtime, which does "
+                    "not run model.command: drop one of them",
+                },
             ]
         }
     )
@@ -100,6 +105,10 @@ class ModelSpec(LeptonModel):
     """Container image to run instead of the Lepton runtime image."""
     command: list[str] | None = Field(default=None, min_length=1, max_length=LIST_MAX)
     """Command of your own training code (torchrun's environment is set for it)."""
+    max_parameters: int | None = Field(default=None, ge=1, le=10**12)
+    """The job fails at once, before training, when the model has more trainable parameters.
+    A search's trials get objective.maxParameters here: one over the limit costs seconds, not
+    its epochs."""
 
 
 DEFAULT_EPOCHS = 5

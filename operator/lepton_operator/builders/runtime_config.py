@@ -128,6 +128,7 @@ def render_train_config(
             resume=spec.checkpoint.resume,
         ),
         output_uri=output,
+        max_parameters=spec.model.max_parameters,
         runtime=runtime,
     )
 

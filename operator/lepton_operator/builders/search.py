@@ -44,6 +44,11 @@ def render_trial(search: LeptonSearch, row: SearchTrial) -> dict[str, Any]:
     trial.output = trial.output.model_copy(
         update={"uri": trial_output_uri(spec.template.output.uri, row.name)}
     )
+    limits = [spec.objective.max_parameters, trial.model.max_parameters]
+    if trial.model.command is None and any(limits):
+        # Over the limit, the trial's job fails before training instead of after it.
+        tightest = min(limit for limit in limits if limit is not None)
+        trial.model = trial.model.model_copy(update={"max_parameters": tightest})
     labels = {
         "app.kubernetes.io/name": PART_OF,
         "app.kubernetes.io/component": "trial",

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lepton_runtime import storage
 from lepton_runtime.contract import TrainConfig, TrainSummary
 from lepton_runtime.data import Split, load_splits
+from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import STATE_DICT, make_card, write_artifacts
 from lepton_runtime.models import build_model, spec_fingerprint
 from lepton_runtime.train.checkpoint import (
@@ -96,6 +97,12 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     train_split, test_split = load_splits(config.dataset)
     seed_everything(hp.seed)
     model = build_model(config.model).to(ctx.device)
+    parameters = count_parameters(model)
+    if config.max_parameters is not None and parameters > config.max_parameters:
+        raise JobError(
+            f"the model has {parameters:,} trainable parameters, over model.maxParameters "
+            f"{config.max_parameters:,}: not trained (a search counts it as infeasible)"
+        )
     fingerprint = spec_fingerprint(config.model)
     steps_per_epoch = batches_per_epoch(len(train_split), hp.batch_size, ctx.world_size)
     optimizer = make_optimizer(model, hp)
@@ -213,7 +220,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
         loss_history=state.loss_history,
         accuracy_history=state.accuracy_history,
         epoch_seconds=state.epoch_seconds,
-        parameters=count_parameters(model),
+        parameters=parameters,
         latency_ms=latency,
         size_bytes=size_bytes,
     )
