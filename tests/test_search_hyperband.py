@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lepton_operator.api.base import OBJECT_NAME_PATTERN
 from lepton_operator.api.search import (
     LeptonSearch,
     SearchSpec,
@@ -222,6 +224,18 @@ def test_a_rung_job_renders_with_more_epochs_on_the_full_schedule_and_the_same_o
     assert later["spec"]["hyperparameters"]["scheduleEpochs"] == 9
     assert first["spec"]["hyperparameters"]["scheduleEpochs"] == 9
     assert later["spec"]["output"] == first["spec"]["output"]
+
+
+@given(st.integers(min_value=1, max_value=253), st.integers(min_value=1, max_value=15))
+def test_every_rung_job_name_is_a_distinct_object_name(length: int, rungs: int) -> None:
+    name = "a" * length
+    names = set()
+    for finished in range(rungs + 1):
+        row = SearchTrial(name=name, number=0, rungs=[TrialRung(epochs=1)] * finished)
+        job = job_name(row)
+        assert len(job) <= 253 and re.fullmatch(OBJECT_NAME_PATTERN, job), job
+        names.add(job)
+    assert len(names) == rungs + 1
 
 
 def test_a_trial_over_the_parameter_limit_fails_before_it_trains() -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lepton_operator.api.base import NAME_MAX
 from lepton_operator.api.search import SearchSpec, SearchTrial
 from lepton_operator.builders.names import dns_label
 
-_RUNG_JOB_MAX = 63
+_SHORTENED_MAX = 63  # as trial names: a name past the object-name limit becomes a DNS label
 
 
 def trial_epochs(spec: SearchSpec) -> int:
@@ -52,7 +53,7 @@ def job_name(row: SearchTrial) -> str:
         return row.name
     suffix = f"-r{len(row.rungs)}"
     whole = row.name + suffix
-    return whole if len(whole) <= _RUNG_JOB_MAX else dns_label(row.name, suffix, _RUNG_JOB_MAX)
+    return whole if len(whole) <= NAME_MAX else dns_label(row.name, suffix, _SHORTENED_MAX)
 
 
 def last_run(row: SearchTrial) -> SearchTrial:
