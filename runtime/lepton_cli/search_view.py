@@ -29,7 +29,7 @@ def _short(path: str) -> str:
     return path.rsplit(".", 1)[-1]
 
 
-def _cells(row: SearchTrial, best: str | None, front: list[str]) -> list[str]:
+def _cells(row: SearchTrial, best: str | None, front: list[str], names: list[str]) -> list[str]:
     metrics = row.metrics
     mark = "*" if row.name == best else ("+" if row.name in front else "")
     style = STATE_STYLE.get(row.state, "")
@@ -40,7 +40,7 @@ def _cells(row: SearchTrial, best: str | None, front: list[str]) -> list[str]:
         f"{metrics.accuracy:.2%}" if metrics and metrics.accuracy is not None else "-",
         f"{metrics.parameters:,}" if metrics and metrics.parameters is not None else "-",
         f"{metrics.latency_ms:.2f}" if metrics and metrics.latency_ms is not None else "-",
-        *(escape(row.params.get(name, "")) for name in sorted(row.params)),
+        *(escape(row.params.get(name, "")) for name in names),
     ]
 
 
@@ -53,7 +53,7 @@ def trial_table(title: str, status: SearchStatus) -> Table:
     for name in names:
         table.add_column(_short(name))
     for row in status.trials:
-        table.add_row(*_cells(row, status.best_trial, status.pareto_front))
+        table.add_row(*_cells(row, status.best_trial, status.pareto_front, names))
     return table
 
 

@@ -39,17 +39,19 @@ def fetch(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     return k8s.get(GROUP_VERSION, kind, namespace, name)
 
 
+SOURCE_MODELS: dict[str, type[SourceResource]] = {
+    "LeptonTrainingJob": LeptonTrainingJob,
+    "LeptonCompression": LeptonCompression,
+    "LeptonSearch": LeptonSearch,
+}
+
+
 def fetch_source(kind: str, namespace: str, name: str) -> SourceResource | None:
     """A referenced training job or compression, parsed; None when it does not exist."""
     body = fetch(kind, namespace, name)
     if body is None:
         return None
-    models: dict[str, type[SourceResource]] = {
-        "LeptonTrainingJob": LeptonTrainingJob,
-        "LeptonCompression": LeptonCompression,
-        "LeptonSearch": LeptonSearch,
-    }
-    return models[kind].model_validate(body)
+    return SOURCE_MODELS[kind].model_validate(body)
 
 
 def publish_status(

@@ -20,15 +20,14 @@ from collections.abc import Sequence
 from lepton_operator.api.base import NAME_MAX
 from lepton_operator.api.search import SearchSpec, SearchTrial
 from lepton_operator.builders.names import dns_label
+from lepton_operator.search.space import capped_epochs
 
 _SHORTENED_MAX = 63  # as trial names: a name past the object-name limit becomes a DNS label
 
 
 def trial_epochs(spec: SearchSpec) -> int:
-    """A trial's full epochs: the template's, capped by budget.maxEpochsPerTrial."""
-    cap = spec.budget.max_epochs_per_trial
-    epochs = spec.template.hyperparameters.epochs
-    return epochs if cap is None else min(epochs, cap)
+    """A trial's full epochs (what trial_spec renders)."""
+    return capped_epochs(spec.template, spec.budget)
 
 
 def rung_epochs(spec: SearchSpec) -> list[int]:

@@ -79,11 +79,15 @@ def trial_spec(template: TrainingJobSpec, params: Params, budget: SearchBudget) 
     wire = template.to_wire()
     for path, value in params.items():
         _set_path(wire, path, value)
-    if budget.max_epochs_per_trial is not None:
-        hyperparameters = wire.setdefault("hyperparameters", {})
-        epochs = int(hyperparameters.get("epochs", budget.max_epochs_per_trial))
-        hyperparameters["epochs"] = min(epochs, budget.max_epochs_per_trial)
+    wire.setdefault("hyperparameters", {})["epochs"] = capped_epochs(template, budget)
     return TrainingJobSpec.model_validate(wire)
+
+
+def capped_epochs(template: TrainingJobSpec, budget: SearchBudget) -> int:
+    """A trial's full epochs: the template's, capped by budget.maxEpochsPerTrial."""
+    cap = budget.max_epochs_per_trial
+    epochs = template.hyperparameters.epochs
+    return epochs if cap is None else min(epochs, cap)
 
 
 def _set_path(wire: dict[str, Any], path: str, value: Value) -> None:

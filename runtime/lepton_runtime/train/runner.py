@@ -101,7 +101,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
     if config.max_parameters is not None and parameters > config.max_parameters:
         raise JobError(
             f"the model has {parameters:,} trainable parameters, over model.maxParameters "
-            f"{config.max_parameters:,}: not trained (a search counts it as infeasible)"
+            f"{config.max_parameters:,}: not trained; make the model smaller or raise the limit"
         )
     fingerprint = spec_fingerprint(config.model)
     steps_per_epoch = batches_per_epoch(len(train_split), hp.batch_size, ctx.world_size)
