@@ -7,7 +7,7 @@ with the server, so it must be cheap) send single-image requests for a fixed tim
 model is served twice: dynamic batching on (requests merged into one forward pass) and off
 (one request per forward pass). The in-process TorchScript throughput at batch 1 is the
 baseline of what one Python process gets without any server. Headline figures are for the
-model the pipeline serves (bench.compression's best, int8); `float_model` repeats them for the
+int8 model of bench.compression (its `sparse_int8` entry); `float_model` repeats them for the
 float LeptonNet of bench.training, whose CPU forward pass is compute-bound.
 """
 
@@ -44,7 +44,7 @@ def model_uris() -> dict[str, str]:
         name: str(path)
         for name, path in (
             ("float", cache_dir() / "leptonnet-mnist"),
-            ("int8", cache_dir() / "compressed" / "best"),
+            ("int8", cache_dir() / "compressed" / "sparse-int8"),
         )
         if (path / "model.json").exists()
     }

@@ -60,7 +60,8 @@ from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.train.loop import batches_per_epoch
 
 TRAIN_LABELS_FILE = "train-labels-idx1-ubyte"
-# A python-backend model runs the same TorchScript file that pytorch_libtorch would load.
+# A python-backend model runs the same TorchScript file that pytorch_libtorch would load (or,
+# for a weight-shared model, its compact model.lpc: the same weights).
 FALLBACK_BACKEND = "python"
 
 

@@ -84,7 +84,8 @@ def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Pa
             label="kept trial" if trial.kept else "dropped trial",
         )
         axes.annotate(
-            f"#{trial.index} {trial.sparsity:.0%} sparse, {trial.quantization}",
+            f"#{trial.index} {trial.sparsity:.0%} sparse, {trial.quantization}"
+            + (f" {trial.codebook_bits}b" if trial.codebook_bits else ""),
             (trial.size_bytes / 1024, trial.accuracy * 100),
             textcoords="offset points",
             xytext=(6, 4),
@@ -94,7 +95,7 @@ def plot_compression_tradeoff(compression: CompressionOutcome, path: Path) -> Pa
     handles, labels = axes.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     axes.legend(unique.values(), unique.keys())
-    axes.set_xlabel("artifact size (KiB, compressed TorchScript)")
+    axes.set_xlabel("served file size (KiB: model.lpc, or packed TorchScript)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(f"Compression {compression.name}: {compression.size_ratio:.1f}x smaller")
     return _save(figure, axes, path)

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lepton_cli.results import RunSummary
+from lepton_runtime.contract import CompressSummary
 
 SUMMARY_FILE = "summary.json"
 
@@ -16,6 +17,20 @@ def _size(num_bytes: int) -> str:
     return (
         f"{num_bytes / 1024:.1f} KiB" if num_bytes < 1024 * 1024 else f"{num_bytes / 2**20:.2f} MiB"
     )
+
+
+def _quantization(result: CompressSummary) -> str:
+    if result.codebook_bits is None:
+        return result.quantization
+    return f"{result.quantization} ({result.codebook_bits} bits)"
+
+
+def _served_file(summary: RunSummary) -> str:
+    """What the python backend ran in place of the backend the spec asked for."""
+    compression = summary.compression
+    if compression is not None and "model.lpc" in compression.summary.formats:
+        return "model.lpc, the same weights"
+    return "the same TorchScript"
 
 
 def build_table(summary: RunSummary) -> Table:
@@ -78,7 +93,7 @@ def build_table(summary: RunSummary) -> Table:
                 ("size", f"{_size(result.size_bytes_before)} -> {_size(result.size_bytes_after)}"
                  f" ([bold]{summary.compression.size_ratio:.1f}x smaller[/bold])"),
                 ("accuracy", f"{result.baseline_accuracy:.2%} -> {result.final_accuracy:.2%}"),
-                ("sparsity, quantization", f"{result.sparsity:.0%}, {result.quantization}"),
+                ("sparsity, quantization", f"{result.sparsity:.0%}, {_quantization(result)}"),
                 ("trials", f"{len(result.trials)} (kept #{kept.index if kept else '-'})"),
                 ("time", f"{seconds.get('compress', 0):.1f} s"),
             ],
@@ -88,7 +103,7 @@ def build_table(summary: RunSummary) -> Table:
         served = serving.result
         backend = serving.backend_served
         if serving.backend_requested != backend:
-            backend += f" (spec: {serving.backend_requested}; the same TorchScript)"
+            backend += f" (spec: {serving.backend_requested}; {_served_file(summary)})"
         section(
             f"serve {serving.name}",
             [

@@ -271,10 +271,30 @@ class AccuracyGuard(ContractModel):
     mode: Literal["absolute", "relative"] = "absolute"
     """Interpretation of `maxAccuracyDrop`."""
     max_trials: int = Field(4, ge=1, le=20)
-    """Trials before giving up: each backs off (less sparsity, then no quantization)."""
+    """Trials before giving up: each backs off (less sparsity, a wider codebook, then no
+    quantization)."""
+
+
+CODEBOOK_BITS_MIN, CODEBOOK_BITS_MAX = 2, 8
+Quantization = Literal["none", "dynamic-int8", "static-int8", "fp16", "codebook"]
+
+
+class CodebookSpec(ContractModel):
+    """Weight sharing (`quantization: codebook`): per-layer k-means codebooks (Deep Compression)."""
+
+    bits: int = Field(5, ge=CODEBOOK_BITS_MIN, le=CODEBOOK_BITS_MAX)
+    """Index width: each conv/linear layer shares at most 2**bits distinct weight values."""
+    fine_tune_steps: int = Field(300, ge=0, le=100_000)
+    """Adam steps that train the shared values (the indices stay fixed)."""
+    learning_rate: float = Field(1e-4, gt=0, le=1)
+    """Learning rate of the shared values' fine-tuning."""
+    batch_size: int = Field(64, ge=1, le=65_536)
+    """Batch size of the shared values' fine-tuning."""
 
 
 ExportFormat = Literal["torchscript", "onnx"]
+FLOAT_QUANTIZATIONS = ("none", "codebook")
+"""Quantizations whose model runs float32 kernels (a codebook's weights decode to float32)."""
 
 
 def _torchscript_only() -> list[ExportFormat]:
@@ -292,8 +312,11 @@ class CompressConfig(ContractModel):
     """Fine-tuning data (train split) and evaluation data (test split)."""
     pruning: PruningSpec = Field(default_factory=PruningSpec)
     """Pruning method and schedule."""
-    quantization: Literal["none", "dynamic-int8", "static-int8", "fp16"] = "static-int8"
-    """Post-training quantization applied after pruning."""
+    quantization: Quantization = "static-int8"
+    """Post-training quantization applied after pruning; `codebook` is weight sharing, shipped
+    as the compact model.lpc."""
+    codebook: CodebookSpec = Field(default_factory=CodebookSpec)
+    """Weight sharing settings (used with quantization codebook)."""
     accuracy_guard: AccuracyGuard = Field(default_factory=AccuracyGuard)
     """Maximum accuracy loss and number of trials."""
     export_formats: list[ExportFormat] = Field(default_factory=_torchscript_only)
@@ -309,10 +332,11 @@ class CompressConfig(ContractModel):
 
     @model_validator(mode="after")
     def _onnx_needs_float(self) -> CompressConfig:
-        if "onnx" in self.export_formats and self.quantization != "none":
+        if "onnx" in self.export_formats and self.quantization not in FLOAT_QUANTIZATIONS:
             raise ValueError(
-                f"exportFormats onnx needs quantization none (got {self.quantization}): ONNX has "
-                "no portable encoding of PyTorch's quantized kernels"
+                f"exportFormats onnx needs quantization none or codebook (got "
+                f"{self.quantization}): ONNX has no portable encoding of PyTorch's quantized "
+                "kernels"
             )
         return self
 
@@ -326,8 +350,11 @@ class Trial(ContractModel):
     """Measured fraction of zero weights among the prunable ones."""
     quantization: str
     """Quantization applied in this trial."""
+    codebook_bits: int | None = None
+    """Index width of the shared weights (codebook trials only)."""
     size_bytes: int
-    """Bytes of the serialized, compressed artifact."""
+    """Bytes of the file this trial would serve: model.lpc for codebook trials, the
+    DEFLATE-packed TorchScript otherwise."""
     accuracy: float
     """Test accuracy of the artifact."""
     accuracy_drop: float
@@ -359,6 +386,15 @@ class CompressSummary(ContractModel):
     """Median batch-1 CPU latency of the exported model."""
     quantization: str
     """Quantization of the exported model."""
+    codebook_bits: int | None = None
+    """Index width of the shared weights (codebook only)."""
+    parameters: int | None = None
+    """Weights of the prunable (conv and linear) layers (None from older runtimes)."""
+    nonzero_parameters: int | None = None
+    """Of those, the ones that are not zero (what the papers' weight ratios count)."""
+    file_sizes: dict[str, int] = Field(default_factory=dict)
+    """Bytes of every exported file: model.lpc (compact, what the python backend serves) and
+    model.ts (the dense TorchScript libtorch serves) can both be there."""
     trials: list[Trial]
     """Every trial in order, with its verdict."""
     model_uri: str

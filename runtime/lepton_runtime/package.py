@@ -4,6 +4,8 @@
     <repository>/<name>/<version>/model.pt     (pytorch_libtorch; TorchScript)
     <repository>/<name>/<version>/model.onnx   (onnxruntime)
     <repository>/<name>/<version>/model.py + model.pt   (python: runs the TorchScript)
+    <repository>/<name>/<version>/model.py + model.lpc + model.json
+                                              (python, codebook models: decodes the compact file)
 
 Files are written atomically and config.pbtxt last, so Triton polling the repository never
 sees a version directory without its model.
@@ -16,26 +18,53 @@ from pathlib import Path
 from lepton_runtime import storage
 from lepton_runtime.contract import PackageConfig, PackageSummary
 from lepton_runtime.errors import JobError
-from lepton_runtime.export.artifacts import ONNX, TORCHSCRIPT, read_card
+from lepton_runtime.export.artifacts import (
+    CARD,
+    ONNX,
+    TORCHSCRIPT,
+    ModelCard,
+    model_from_compact,
+    read_card,
+)
+from lepton_runtime.export.compact import COMPACT
 from lepton_runtime.export.triton_config import TritonModelSpec, render_config
 
 PYTHON_MODEL_SOURCE = Path(__file__).parent / "export" / "triton_python_model.py"
 
 
-def run(config: PackageConfig) -> PackageSummary:
-    """Write the repository entry for one model version."""
-    card = read_card(config.model_uri)
+def _version_files(config: PackageConfig, card: ModelCard) -> dict[str, bytes]:
+    """The files of the version directory, by name.
+
+    The python backend serves a codebook model's compact file itself; it is decoded here
+    first, so a corrupt file fails this step with its name, not Triton's model load later.
+    """
+    if config.backend == "python" and COMPACT in card.files:
+        path = storage.join(config.model_uri, COMPACT)
+        compact = storage.read_bytes(path)
+        model_from_compact(card, compact, path)
+        return {
+            COMPACT: compact,
+            CARD: card.model_dump_json(by_alias=True).encode(),
+            "model.py": PYTHON_MODEL_SOURCE.read_bytes(),
+        }
     needed = ONNX if config.backend == "onnxruntime" else TORCHSCRIPT
     if needed not in card.files:
         raise JobError(
             f"backend {config.backend} needs {needed}, but {config.model_uri} has {card.files}"
         )
     model_bytes = storage.read_bytes(storage.join(config.model_uri, needed))
-    model_dir = Path(config.repository) / config.model_name
-    version_dir = model_dir / str(config.version)
     files: dict[str, bytes] = {"model.onnx" if needed == ONNX else "model.pt": model_bytes}
     if config.backend == "python":
         files["model.py"] = PYTHON_MODEL_SOURCE.read_bytes()
+    return files
+
+
+def run(config: PackageConfig) -> PackageSummary:
+    """Write the repository entry for one model version."""
+    card = read_card(config.model_uri)
+    files = _version_files(config, card)
+    model_dir = Path(config.repository) / config.model_name
+    version_dir = model_dir / str(config.version)
     for name, data in files.items():
         storage.write_bytes(str(version_dir / name), data)
     spec = TritonModelSpec(

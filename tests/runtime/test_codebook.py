@@ -18,6 +18,7 @@ from lepton_runtime.compress.codebook import (
     fine_tune_centroids,
     share_weights,
 )
+from lepton_runtime.compress.fold import fold_batch_norms
 from lepton_runtime.compress.prune import PRUNABLE, apply_sparsity, make_permanent
 from lepton_runtime.contract import DatasetSpec, TrainSummary
 from lepton_runtime.data import Split, load_splits
@@ -236,3 +237,28 @@ def test_pruned_five_bit_compact_file_is_ten_times_smaller_than_model_pt(
     _written(trained, path, 0.9, 5)
     # Measured: 293,571 / 12,908 bytes = 22.7x.
     assert float_bytes / path.stat().st_size >= 10
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_folding_batch_norms_keeps_the_function_and_the_zeros(bias: bool) -> None:
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(1, 8, 3, bias=bias), nn.BatchNorm2d(8)
+    model = nn.Sequential(conv, norm, nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+    x = torch.rand(16, 1, 10, 10)
+    model.train()(x)  # running statistics that are not the initial 0 and 1
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+        conv.weight[conv.weight.abs() < 0.1] = 0.0
+    model.eval()
+    zeros = conv.weight == 0
+    folded = fold_batch_norms(model)
+    folded_conv, folded_norm = folded.get_submodule("0"), folded.get_submodule("1")
+    assert isinstance(folded_conv, nn.Conv2d) and isinstance(folded_norm, nn.BatchNorm2d)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+    assert torch.equal(folded_conv.weight == 0, zeros)
+    assert torch.equal(folded_norm.weight, torch.ones(8))
+    assert folded_norm.running_mean is not None
+    assert torch.equal(folded_norm.running_mean, torch.zeros(8))
+    assert norm.running_mean is not None and norm.running_mean.abs().sum() > 0  # input untouched

@@ -29,7 +29,7 @@ from lepton_operator.api.common import (
 )
 
 PruningMethod = Literal["l1-unstructured", "l1-structured"]
-Quantization = Literal["none", "dynamic-int8", "static-int8", "fp16"]
+Quantization = Literal["none", "dynamic-int8", "static-int8", "fp16", "codebook"]
 ExportFormat = Literal["torchscript", "onnx"]
 
 
@@ -55,6 +55,16 @@ class PruningSpec(LeptonModel):
     """Fine-tuning after each step, in epochs (fractions allowed)."""
 
 
+class CodebookSpec(LeptonModel):
+    """Weight sharing: every conv/linear layer keeps at most 2**bits distinct values."""
+
+    bits: int = Field(default=5, ge=2, le=8)
+    """Index width per weight, 2-8 (4-5 keeps LeNet-class digit models within half a point);
+    the accuracy guard adds a bit per trial when it backs off."""
+    fine_tune_steps: int = Field(default=300, ge=0, le=100_000)
+    """Training steps of the shared values after clustering (0: k-means only)."""
+
+
 class AccuracyGuardSpec(LeptonModel):
     """How much accuracy compression may cost, and how hard to try."""
 
@@ -63,7 +73,8 @@ class AccuracyGuardSpec(LeptonModel):
     mode: Literal["absolute", "relative"] = "absolute"
     """How maxAccuracyDrop is measured."""
     max_trials: int = Field(default=4, ge=1, le=20)
-    """Trials to run, backing off (less sparsity, then no quantization) after each failure."""
+    """Trials to run, backing off (less sparsity, a wider codebook, then no quantization)
+    after each failure."""
 
 
 class ExportSpec(LeptonModel):
@@ -94,7 +105,9 @@ class CompressionSpec(LeptonModel):
     """Pruning method and schedule."""
     quantization: Quantization = "dynamic-int8"
     """Post-training quantization: dynamic-int8 (Linear layers), static-int8 (convs too, with
-    calibration), fp16, or none."""
+    calibration), fp16, codebook (weight sharing, served as the compact model.lpc), or none."""
+    codebook: CodebookSpec | None = None
+    """Weight sharing settings; only with quantization codebook (defaults: 5 bits)."""
     accuracy_guard: AccuracyGuardSpec = Field(
         default_factory=AccuracyGuardSpec, json_schema_extra={"default": {}}
     )
@@ -135,11 +148,18 @@ class CompressionSpec(LeptonModel):
                     # operator's builder after the resource was accepted.
                     "rule": "!has(self.export) || !has(self.export.formats) || "
                     "!('onnx' in self.export.formats) || "
-                    "(has(self.quantization) && self.quantization == 'none')",
-                    "message": "export.formats onnx needs quantization none: ONNX has no "
-                    "portable encoding of PyTorch's quantized kernels (export torchscript, "
-                    "or set quantization: none)",
+                    "(has(self.quantization) && self.quantization in ['none', 'codebook'])",
+                    "message": "export.formats onnx needs quantization none or codebook: ONNX "
+                    "has no portable encoding of PyTorch's quantized kernels (export "
+                    "torchscript, or set quantization: none or codebook)",
                     "fieldPath": ".export.formats",
+                },
+                {
+                    "rule": "!has(self.codebook) || "
+                    "(has(self.quantization) && self.quantization == 'codebook')",
+                    "message": "codebook is set but quantization is not codebook: set "
+                    "quantization: codebook, or remove codebook",
+                    "fieldPath": ".codebook",
                 },
             ]
         }
@@ -153,8 +173,10 @@ class CompressionTrial(LeptonModel):
     """Fraction of prunable weights that were zero."""
     quantization: Quantization
     """Quantization applied in this trial."""
+    codebook_bits: int | None = Field(default=None, ge=2, le=8)
+    """Index width of the shared weights (codebook trials)."""
     size_bytes: int = Field(ge=0)
-    """Size of the serialized artifact."""
+    """Size of the file this trial would serve (model.lpc for codebook trials)."""
     accuracy: float = Field(ge=0, le=1)
     """Accuracy on the evaluation data."""
     latency_ms: float | None = Field(default=None, ge=0)
@@ -177,11 +199,21 @@ class CompressionResults(LeptonModel):
     size_bytes_before: int | None = Field(default=None, ge=0)
     """Serialized size of the source model."""
     size_bytes_after: int | None = Field(default=None, ge=0)
-    """Serialized size of the compressed model."""
+    """Serialized size of the compressed model: model.lpc for codebook models (what the
+    python backend serves), the packed TorchScript otherwise."""
     size_ratio: float | None = Field(default=None, ge=0)
     """sizeBytesBefore / sizeBytesAfter: how many times smaller."""
     sparsity: float | None = Field(default=None, ge=0, le=1)
     """Fraction of prunable weights that are zero."""
+    codebook_bits: int | None = Field(default=None, ge=2, le=8)
+    """Index width of the shared weights (codebook only)."""
+    parameters: int | None = Field(default=None, ge=0)
+    """Conv and linear weights of the model."""
+    nonzero_parameters: int | None = Field(default=None, ge=0)
+    """Of those, the ones left after pruning."""
+    file_sizes: dict[str, int] | None = Field(default=None, max_length=8)
+    """Bytes of each exported file: model.lpc is what the python backend serves, model.ts
+    (the decoded dense weights) what pytorch_libtorch serves."""
     latency_ms_before: float | None = Field(default=None, ge=0)
     """Batch-1 CPU latency of the source model."""
     latency_ms_after: float | None = Field(default=None, ge=0)

@@ -15,6 +15,7 @@ from lepton_operator.api.endpoint import EndpointSpec
 from lepton_operator.api.training import ModelSpec, TrainingJobSpec
 from lepton_runtime.contract import (
     AccuracyGuard,
+    CodebookSpec,
     CompressConfig,
     DynamicBatching,
     InstanceGroup,
@@ -158,6 +159,11 @@ def render_compress_config(
             fine_tune_epochs=spec.pruning.fine_tune_epochs,
         ),
         quantization=spec.quantization,
+        codebook=CodebookSpec(
+            bits=spec.codebook.bits, fine_tune_steps=spec.codebook.fine_tune_steps
+        )
+        if spec.codebook
+        else CodebookSpec(),
         accuracy_guard=AccuracyGuard(
             max_accuracy_drop=guard.max_accuracy_drop / 100,
             mode=guard.mode,

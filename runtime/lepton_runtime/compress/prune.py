@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from lepton_runtime.errors import JobError
+
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
 
@@ -77,6 +79,42 @@ def measure_sparsity(model: nn.Module, method: str = "l1-unstructured") -> float
     total = sum(_weight(m).numel() for m in modules)
     zeros = sum(int((_weight(m) == 0).sum()) for m in modules)
     return zeros / total if total else 0.0
+
+
+def count_weights(model: nn.Module) -> tuple[int, int]:
+    """(all, non-zero) weights of the conv and linear layers: what pruning papers count."""
+    modules = prunable_modules(model, "l1-unstructured")
+    return (
+        sum(_weight(m).numel() for m in modules),
+        sum(int((_weight(m) != 0).sum()) for m in modules),
+    )
+
+
+def reachable_sparsity(model: nn.Module, method: str) -> float:
+    """The most sparsity `method` can reach on `model` (structured keeps a channel a layer)."""
+    modules = prunable_modules(model, method)
+    total = sum(_weight(m).numel() for m in modules)
+    if not total:
+        return 0.0
+    if method != "l1-structured":
+        return (total - 1) / total
+    kept = sum(_weight(m)[0].numel() for m in modules)
+    return (total - kept) / total
+
+
+def check_reachable(model: nn.Module, method: str, target: float) -> None:
+    """JobError naming pruning.targetSparsity when `method` cannot prune `model` that far."""
+    reachable = reachable_sparsity(model, method)
+    if target <= reachable + 1e-6:
+        return
+    if reachable == 0:
+        why = f"{method} finds no weights to prune (l1-structured prunes conv channels only)"
+    else:
+        why = f"{method} reaches at most {reachable:.4f} (l1-structured keeps a channel a conv)"
+    raise JobError(
+        f"pruning.targetSparsity {target} cannot be reached on this model: {why}; lower "
+        "pruning.targetSparsity, or use l1-unstructured"
+    )
 
 
 def cubic_schedule(target: float, steps: int) -> list[float]:

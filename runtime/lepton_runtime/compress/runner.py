@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -10,8 +11,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lepton_runtime.compress.codebook import fine_tune_centroids, share_weights
+from lepton_runtime.compress.fold import fold_batch_norms
 from lepton_runtime.compress.prune import (
     apply_sparsity,
+    check_reachable,
+    count_weights,
     cubic_schedule,
     make_permanent,
     measure_sparsity,
@@ -25,8 +30,10 @@ from lepton_runtime.export.artifacts import (
     ModelCard,
     example_input,
     load_float_model,
+    model_from_compact,
     write_artifacts,
 )
+from lepton_runtime.export.compact import encode_compact
 from lepton_runtime.export.torchscript import load_torchscript, to_torchscript, torchscript_bytes
 from lepton_runtime.train.distributed import DistContext, init_distributed, shutdown_distributed
 from lepton_runtime.train.loop import batches_per_epoch, evaluate, shard_batches, train_step
@@ -42,7 +49,17 @@ class Candidate:
 
     trial: Trial
     model: nn.Module
+    """What the TorchScript export traces: the quantized, or the weight-shared float model."""
     packed: bytes
+    """The DEFLATE-packed TorchScript of `model`."""
+    weights: tuple[int, int] = (0, 0)
+    """(all, non-zero) conv and linear weights of the pruned model."""
+    compact: bytes | None = None
+    """model.lpc, for codebook trials: the file the python backend serves."""
+
+
+CPU = DistContext(0, 1, 0, 1, torch.device("cpu"))
+"""Quantization and weight sharing run on every rank alike, on the CPU, unsharded."""
 
 
 def fine_tune(
@@ -86,6 +103,23 @@ def _shipped(model: nn.Module, card: ModelCard) -> tuple[torch.jit.ScriptModule,
     return load_torchscript(packed), packed
 
 
+def share_and_encode(
+    model: nn.Module, bits: int, card: ModelCard, train: Split, config: CompressConfig
+) -> tuple[nn.Module, bytes]:
+    """Fold batch norms, weight-share, fine-tune the shared values, and encode model.lpc.
+
+    Returns the model rebuilt from the encoded bytes, so what is measured is what is served.
+    """
+    shared, codebooks = share_weights(fold_batch_norms(model), bits)
+    spec = config.codebook
+    batches = shard_batches(train, spec.batch_size, CPU, seed=config.seed + 1, epoch=0)
+    codebooks = fine_tune_centroids(
+        shared, codebooks, batches, spec.fine_tune_steps, spec.learning_rate
+    )
+    compact = encode_compact(shared.state_dict(), codebooks)
+    return model_from_compact(card, compact), compact
+
+
 def run_trial(
     index: int,
     plan: TrialPlan,
@@ -96,7 +130,8 @@ def run_trial(
     config: CompressConfig,
     ctx: DistContext,
 ) -> Candidate:
-    """Prune on the schedule with fine-tuning, quantize, and measure the shipped artifact."""
+    """Prune on the schedule with fine-tuning, quantize (or share weights), and measure the
+    shipped artifact."""
     train, test = data
     model = copy.deepcopy(baseline).to(ctx.device)
     method = config.pruning.method
@@ -106,27 +141,30 @@ def run_trial(
             fine_tune(model, train, config, ctx, round_index)
         make_permanent(model)
     model = model.cpu().eval()
-    calibration = [
-        images
-        for images, _ in shard_batches(
-            train, 64, DistContext(0, 1, 0, 1, torch.device("cpu")), seed=config.seed, epoch=0
-        )
-    ][: config.calibration_batches]
-    quantized = quantize(model, plan.quantization, calibration)
-    scripted, packed = _shipped(quantized, card)
-    accuracy = evaluate(scripted, test)
+    compact: bytes | None = None
+    if plan.codebook_bits is not None:
+        shipped, compact = share_and_encode(model, plan.codebook_bits, card, train, config)
+        packed = torchscript_bytes(to_torchscript(shipped, example_input(card)))
+        served: nn.Module = shipped
+    else:
+        calibration = [
+            images for images, _ in shard_batches(train, 64, CPU, seed=config.seed, epoch=0)
+        ][: config.calibration_batches]
+        shipped = quantize(model, plan.quantization, calibration)
+        served, packed = _shipped(shipped, card)
     trial = Trial(
         index=index,
         sparsity=measure_sparsity(model, method if method != "none" else "l1-unstructured"),
         quantization=plan.quantization,
-        size_bytes=len(packed),
-        accuracy=accuracy,
+        codebook_bits=plan.codebook_bits,
+        size_bytes=len(compact if compact is not None else packed),
+        accuracy=evaluate(served, test),
         accuracy_drop=0.0,
-        latency_ms=latency_ms(scripted, test.images),
+        latency_ms=latency_ms(served, test.images),
         kept=False,
         reason="",
     )
-    return Candidate(trial, quantized if plan.quantization != "none" else model, packed)
+    return Candidate(trial, shipped, packed, count_weights(model), compact)
 
 
 def run(config: CompressConfig) -> CompressSummary:
@@ -147,6 +185,8 @@ def run(config: CompressConfig) -> CompressSummary:
 
 def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> CompressSummary:
     baseline, card = load_float_model(config.source_model_uri)
+    if config.pruning.method != "none":
+        check_reachable(baseline, config.pruning.method, config.pruning.target_sparsity)
     train, test = load_splits(config.dataset)
     torch.manual_seed(config.seed)
     baseline_scripted, baseline_packed = _shipped(baseline, card)
@@ -168,7 +208,7 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
     trials: list[Trial] = []
     kept: Candidate | None = None
     for index, plan in enumerate(
-        plan_trials(config.pruning, config.quantization, config.accuracy_guard)
+        plan_trials(config.pruning, config.quantization, config.accuracy_guard, config.codebook)
     ):
         candidate = run_trial(
             index, plan, baseline=baseline, card=card, data=(train, test), config=config, ctx=ctx
@@ -185,16 +225,17 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         trials.append(trial)
         progress.step.set(index + 1)
         log.info(
-            "trial %d: sparsity %.3f %s, %d bytes, accuracy %.4f -> %s",
+            "trial %d: sparsity %.3f %s%s, %d bytes, accuracy %.4f -> %s",
             index,
             trial.sparsity,
             trial.quantization,
+            f" {trial.codebook_bits} bits" if trial.codebook_bits else "",
             trial.size_bytes,
             trial.accuracy,
             trial.reason,
         )
         if passes:
-            kept = Candidate(trial, candidate.model, candidate.packed)
+            kept = dataclasses.replace(candidate, trial=trial)
             break
     if kept is None:
         best = max(trials, key=lambda t: t.accuracy)
@@ -207,6 +248,7 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
     out_card = card.model_copy(
         update={
             "quantization": final.quantization,
+            "codebook_bits": final.codebook_bits,
             "sparsity": final.sparsity,
             "files": [],
             "metrics": {"accuracy": final.accuracy, "baselineAccuracy": baseline_accuracy},
@@ -221,8 +263,9 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
             state_dict=False,
             formats=tuple(config.export_formats),
             packed_torchscript=kept.packed,
+            compact=kept.compact,
         )
-    files = ctx.broadcast_from_main(written.files)
+    files, file_sizes = ctx.broadcast_from_main((written.files, written.file_sizes))
     return CompressSummary(
         baseline_accuracy=baseline_accuracy,
         final_accuracy=final.accuracy,
@@ -232,6 +275,10 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         latency_ms_before=baseline_latency,
         latency_ms_after=final.latency_ms,
         quantization=final.quantization,
+        codebook_bits=final.codebook_bits,
+        parameters=kept.weights[0],
+        nonzero_parameters=kept.weights[1],
+        file_sizes=file_sizes,
         trials=trials,
         model_uri=config.output_uri,
         formats=files,

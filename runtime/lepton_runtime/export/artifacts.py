@@ -1,7 +1,9 @@
 """A model directory: what `train` and `compress` write and `compress`/`package` read.
 
     model.pt    state dict of the float model (to fine-tune or re-export it)   [train only]
-    model.ts    TorchScript, DEFLATE-packed (what Triton's libtorch/python backends run)
+    model.lpc   compact pruned + weight-shared weights (export/compact.py)  [codebook only]
+    model.ts    TorchScript, DEFLATE-packed (what Triton's libtorch/python backends run; of a
+                codebook model, its decoded dense weights)
     model.onnx  ONNX (optional; float models only)
     model.json  the model card: spec, input shape, quantization, metrics, files
 
@@ -23,6 +25,7 @@ from torch import nn
 from lepton_runtime import storage
 from lepton_runtime.contract import ModelSpec
 from lepton_runtime.errors import JobError
+from lepton_runtime.export.compact import COMPACT, decode_compact
 from lepton_runtime.export.onnx import onnx_bytes
 from lepton_runtime.export.torchscript import (
     load_torchscript,
@@ -51,13 +54,17 @@ class ModelCard(BaseModel):
     num_classes: int
     """Width of the logits output."""
     quantization: str = "none"
-    """Quantization of model.ts (none, dynamic-int8, static-int8, fp16)."""
+    """Quantization of model.ts (none, dynamic-int8, static-int8, fp16, codebook)."""
+    codebook_bits: int | None = None
+    """Index width of model.lpc's shared weights (codebook only)."""
     sparsity: float = 0.0
     """Fraction of zero weights among the prunable ones."""
     metrics: dict[str, float] = Field(default_factory=dict)
     """Accuracy and friends, measured when the artifact was written."""
     files: list[str] = Field(default_factory=list)
     """Files of the directory besides model.json."""
+    file_sizes: dict[str, int] = Field(default_factory=dict)
+    """Bytes of each of those files."""
 
 
 def example_input(card: ModelCard, batch: int = 2) -> torch.Tensor:
@@ -82,25 +89,35 @@ def write_artifacts(
     state_dict: bool = True,
     formats: tuple[str, ...] = ("torchscript",),
     packed_torchscript: bytes | None = None,
+    compact: bytes | None = None,
 ) -> ModelCard:
-    """Write the model directory; returns the card with its file list."""
-    files: list[str] = []
+    """Write the model directory; returns the card with its files and their sizes.
+
+    `compact` is a codebook model's model.lpc, written besides the requested formats.
+    """
+    written: dict[str, bytes] = {}
     if state_dict:
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
-        storage.write_bytes(storage.join(uri, STATE_DICT), buffer.getvalue())
-        files.append(STATE_DICT)
+        written[STATE_DICT] = buffer.getvalue()
+    if compact is not None:
+        written[COMPACT] = compact
     if "torchscript" in formats:
         if packed_torchscript is None:
             packed_torchscript = torchscript_bytes(to_torchscript(model, example_input(card)))
-        storage.write_bytes(storage.join(uri, TORCHSCRIPT), packed_torchscript)
-        files.append(TORCHSCRIPT)
+        written[TORCHSCRIPT] = packed_torchscript
     if "onnx" in formats:
-        if card.quantization not in ("none", "fp16"):
+        if card.quantization not in ("none", "fp16", "codebook"):
             raise JobError(f"onnx export does not support {card.quantization} models")
-        storage.write_bytes(storage.join(uri, ONNX), onnx_bytes(model, example_input(card)))
-        files.append(ONNX)
-    card = card.model_copy(update={"files": files})
+        written[ONNX] = onnx_bytes(model, example_input(card))
+    for name, data in written.items():
+        storage.write_bytes(storage.join(uri, name), data)
+    card = card.model_copy(
+        update={
+            "files": list(written),
+            "file_sizes": {name: len(data) for name, data in written.items()},
+        }
+    )
     storage.write_bytes(storage.join(uri, CARD), card.model_dump_json(by_alias=True).encode())
     return card
 
@@ -133,6 +150,31 @@ def load_float_model(uri: str) -> tuple[nn.Module, ModelCard]:
         raise JobError(f"{uri}/{STATE_DICT} does not fit the model spec: {error}") from error
     model.eval()
     return model, card
+
+
+def model_from_compact(card: ModelCard, data: bytes, where: str = "<bytes>") -> nn.Module:
+    """The card's architecture with the weights of a model.lpc's bytes (eval mode)."""
+    model = build_model(card.spec)
+    try:
+        model.load_state_dict(decode_compact(data, where))
+    except RuntimeError as error:
+        raise JobError(
+            f"compact model {where} does not fit its card's model spec: {error}"
+        ) from error
+    return model.eval()
+
+
+def load_compact_model(uri: str) -> nn.Module:
+    """The model of an artifact directory with a model.lpc (the python backend's loader)."""
+    card = read_card(uri)
+    path = storage.join(uri, COMPACT)
+    if COMPACT not in card.files:
+        raise JobError(f"{uri} has no {COMPACT} (its files: {card.files})")
+    try:
+        data = storage.read_bytes(path)
+    except FileNotFoundError as error:
+        raise JobError(f"{path} is missing, though its card lists it") from error
+    return model_from_compact(card, data, path)
 
 
 def load_scripted(uri: str) -> torch.jit.ScriptModule:

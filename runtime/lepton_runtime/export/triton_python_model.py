@@ -1,7 +1,10 @@
-"""Triton python-backend model that runs a TorchScript file (copied into the repository as
-`<name>/<version>/model.py`, next to `model.pt`).
+"""Triton python-backend model (copied into the repository as `<name>/<version>/model.py`).
 
-Self-contained on purpose: inside the Triton image only torch and numpy are needed, not Lepton.
+It runs `model.pt` (TorchScript) when the version has one, with only torch and numpy: that
+path needs nothing of Lepton inside the Triton image. A compressed model with weight sharing
+comes as `model.lpc` + `model.json` instead: the compact file is what is served, so the model
+is rebuilt from the card's spec and decoded at load, which needs the `lepton_runtime` package
+(pure Python) in the image as well.
 All requests of a dynamic batch run as one forward pass, which is what makes batching pay.
 """
 
@@ -21,13 +24,18 @@ class TritonPythonModel:
     """The class name and methods are the python backend's protocol."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Load model.pt on the instance's device."""
+        """Load model.pt (or model.lpc) on the instance's device."""
         json.loads(args["model_config"])
         gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
         torch.set_num_threads(int(os.environ.get("LEPTON_TORCH_THREADS", "1")))
-        path = Path(args["model_repository"]) / args["model_version"] / "model.pt"
-        self.model = torch.jit.load(str(path), map_location=self.device).eval()  # type: ignore[no-untyped-call]
+        version = Path(args["model_repository"]) / args["model_version"]
+        if (version / "model.pt").exists():
+            self.model = torch.jit.load(str(version / "model.pt"), map_location=self.device).eval()  # type: ignore[no-untyped-call]
+        else:
+            from lepton_runtime.export.artifacts import load_compact_model  # noqa: PLC0415
+
+            self.model = load_compact_model(str(version)).to(self.device)
 
     def execute(self, requests: list[object]) -> list[object]:
         """One forward pass over all requests, split back per request."""

@@ -6,7 +6,9 @@ Two traps handled here:
   system library is found first and models fail to load (`_thread.RLock ... _recursion_count`),
   so the running interpreter's LIBDIR goes first on LD_LIBRARY_PATH;
 - the stub's embedded interpreter does not know our virtualenv, so PYTHONPATH carries its
-  site-packages (torch, numpy).
+  site-packages (torch, numpy) and the directory `lepton_runtime` is imported from (an
+  editable install is found through a .pth file, which PYTHONPATH entries do not read): a
+  compact model's `model.py` decodes it with Lepton's code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from types import TracebackType
 
 import pytriton
 
+import lepton_runtime
 from lepton_runtime.errors import JobError
 
 
@@ -64,7 +67,8 @@ def _server_env(threads: int) -> dict[str, str]:
         p for p in (libdir, str(libs), env.get("LD_LIBRARY_PATH", "")) if p
     )
     site = [p for p in sys.path if p.endswith("site-packages")]
-    env["PYTHONPATH"] = ":".join(p for p in (*site, env.get("PYTHONPATH", "")) if p)
+    lepton = str(Path(lepton_runtime.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = ":".join(p for p in (*site, lepton, env.get("PYTHONPATH", "")) if p)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env["LEPTON_TORCH_THREADS"] = str(threads)
     return env
