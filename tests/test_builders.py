@@ -16,9 +16,10 @@ from lepton_operator.builders.jobs import (
     render_compression_children,
     render_training_children,
 )
-from lepton_operator.builders.runtime_config import StorageLayout
+from lepton_operator.builders.runtime_config import StorageLayout, render_compress_config
 from lepton_operator.scheduling.placement import Placement, requested_placement
 from lepton_operator.settings import OperatorSettings
+from lepton_runtime.contract import RuntimeOptions
 from tests.factories import make_compression, make_endpoint, make_training_job
 from tests.golden import assert_matches_golden
 
@@ -57,6 +58,26 @@ def test_compression_matches_golden() -> None:
     )
     manifests = render_compression_children(compression, source, Placement(pool=None), SETTINGS)
     assert_matches_golden("compression", manifests)
+
+
+def test_codebook_compression_passes_its_bits_and_steps_to_the_runtime() -> None:
+    compression = LeptonCompression.model_validate(
+        make_compression(
+            spec={"quantization": "codebook", "codebook": {"bits": 4, "fineTuneSteps": 50}}
+        )
+    )
+    config = render_compress_config(
+        compression.spec,
+        source_model_uri="pvc://artifacts/mnist",
+        dataset=LeptonTrainingJob.model_validate(make_training_job()).spec.dataset,
+        layout=StorageLayout("/mnt"),
+        runtime=RuntimeOptions(),
+    )
+    assert config.quantization == "codebook"
+    assert (config.codebook.bits, config.codebook.fine_tune_steps) == (4, 50)
+    # Without a codebook section the runtime's defaults apply.
+    default = LeptonCompression.model_validate(make_compression(spec={"quantization": "codebook"}))
+    assert default.spec.codebook is None
 
 
 def test_endpoint_with_autoscaling_matches_golden() -> None:

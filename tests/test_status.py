@@ -188,37 +188,72 @@ def test_training_results_speak_user_uris() -> None:
     assert results.accuracy == 0.991
     assert results.model_uri == "pvc://artifacts/mnist"
     assert results.last_checkpoint == "pvc://artifacts/mnist/checkpoints/checkpoint.pt"
+    assert results.resumed_from_step is None  # started from scratch: nothing to report
+
+
+def test_training_results_say_which_checkpoint_the_final_run_resumed_from() -> None:
+    resumed = SUMMARY.model_copy(update={"resumed_from_step": 120})
+    results = training_results(resumed, "pvc://artifacts/mnist", StorageLayout("/mnt/lepton/pvc"))
+    assert results.model_dump(by_alias=True, exclude_none=True)["resumedFromStep"] == 120
+
+
+KEPT_INT8 = Trial(
+    index=0,
+    sparsity=0.8,
+    quantization="dynamic-int8",
+    size_bytes=100_000,
+    accuracy=0.988,
+    accuracy_drop=0.003,
+    latency_ms=0.4,
+    kept=True,
+    reason="within the guard",
+)
+INT8_SUMMARY = CompressSummary(
+    baseline_accuracy=0.991,
+    final_accuracy=0.988,
+    size_bytes_before=1_200_000,
+    size_bytes_after=100_000,
+    sparsity=0.8,
+    latency_ms_before=0.9,
+    latency_ms_after=0.4,
+    quantization="dynamic-int8",
+    trials=[KEPT_INT8],
+    model_uri="file:///x",
+    formats=["model.ts"],
+)
 
 
 def test_compression_results_report_points_and_ratio() -> None:
-    trial = Trial(
-        index=0,
-        sparsity=0.8,
-        quantization="dynamic-int8",
-        size_bytes=100_000,
-        accuracy=0.988,
-        accuracy_drop=0.003,
-        latency_ms=0.4,
-        kept=True,
-        reason="within the guard",
-    )
-    summary = CompressSummary(
-        baseline_accuracy=0.991,
-        final_accuracy=0.988,
-        size_bytes_before=1_200_000,
-        size_bytes_after=100_000,
-        sparsity=0.8,
-        latency_ms_before=0.9,
-        latency_ms_after=0.4,
-        quantization="dynamic-int8",
-        trials=[trial],
-        model_uri="file:///x",
-        formats=["model.ts"],
-    )
-    results = compression_results(summary, "pvc://artifacts/c")
+    results = compression_results(INT8_SUMMARY, "pvc://artifacts/c")
     assert results.accuracy_drop == pytest.approx(0.3)
     assert results.size_ratio == 12.0
     assert results.trials[0].kept and results.model_uri == "pvc://artifacts/c"
+    assert results.file_sizes is None and results.codebook_bits is None  # an older runtime's
+
+
+def test_codebook_results_carry_both_files_and_the_weight_counts() -> None:
+    trial = KEPT_INT8.model_copy(
+        update={"quantization": "codebook", "codebook_bits": 5, "size_bytes": 24_000}
+    )
+    summary = INT8_SUMMARY.model_copy(
+        update={
+            "size_bytes_after": 24_000,
+            "quantization": "codebook",
+            "codebook_bits": 5,
+            "parameters": 278_000,
+            "nonzero_parameters": 13_900,
+            "file_sizes": {"model.lpc": 24_000, "model.ts": 300_000},
+            "trials": [trial],
+            "formats": ["model.lpc", "model.ts"],
+        }
+    )
+    results = compression_results(summary, "pvc://artifacts/c")
+    assert results.size_ratio == 50.0  # of the compact file, what the python backend serves
+    assert results.file_sizes == {"model.lpc": 24_000, "model.ts": 300_000}
+    assert (results.parameters, results.nonzero_parameters) == (278_000, 13_900)
+    assert results.codebook_bits == 5 and results.trials[0].codebook_bits == 5
+    dumped = results.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["fileSizes"]["model.lpc"] == 24_000 and dumped["nonzeroParameters"] == 13_900
 
 
 def test_summary_parsing_tolerates_a_plain_failure_reason() -> None:

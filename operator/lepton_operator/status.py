@@ -240,6 +240,7 @@ def training_results(
         last_checkpoint=layout.to_user_uri(summary.last_checkpoint)
         if summary.last_checkpoint
         else None,
+        resumed_from_step=summary.resumed_from_step,
     )
 
 
@@ -256,6 +257,10 @@ def compression_results(summary: CompressSummary, output_uri: str) -> Compressio
         size_bytes_after=summary.size_bytes_after,
         size_ratio=round(ratio, 3) if ratio is not None else None,
         sparsity=summary.sparsity,
+        codebook_bits=summary.codebook_bits,
+        parameters=summary.parameters,
+        nonzero_parameters=summary.nonzero_parameters,
+        file_sizes=dict(summary.file_sizes) or None,
         latency_ms_before=summary.latency_ms_before,
         latency_ms_after=summary.latency_ms_after,
         model_uri=output_uri,
@@ -263,6 +268,7 @@ def compression_results(summary: CompressSummary, output_uri: str) -> Compressio
             CompressionTrial(
                 sparsity=t.sparsity,
                 quantization=t.quantization,
+                codebook_bits=t.codebook_bits,
                 size_bytes=t.size_bytes,
                 accuracy=t.accuracy,
                 latency_ms=t.latency_ms,

@@ -256,6 +256,9 @@ class TrainingResults(LeptonModel):
     """Where the trained model was written; compression and endpoints read it from here."""
     last_checkpoint: str | None = Field(default=None, max_length=URI_MAX)
     """The newest checkpoint."""
+    resumed_from_step: int | None = Field(default=None, ge=0)
+    """The step of the checkpoint the final run started from (a restarted worker, a resumed
+    rung or a job queued again after preemption); absent when it started from scratch."""
 
 
 class TrainingJobStatus(LeptonModel):

@@ -57,6 +57,9 @@ def model_name(endpoint: LeptonEndpoint) -> str:
     return endpoint.spec.triton.model_name or endpoint.metadata.name
 
 
+PRE_STOP_SLEEP_SECONDS = 5
+
+
 def config_map_name(endpoint: LeptonEndpoint) -> str:
     return f"{endpoint.metadata.name}-package"
 
@@ -161,6 +164,10 @@ def render_deployment(
         "livenessProbe": _http_probe("/v2/health/live", period=10, failures=3),
         # Large models take minutes to load; liveness must not kill them meanwhile.
         "startupProbe": _http_probe("/v2/health/ready", period=5, failures=120),
+        # A deleted pod keeps serving while its endpoint leaves every node's Service rules
+        # (kube-proxy, load balancers): without the pause, Triton stops first and new
+        # connections routed to it in that window fail.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_SECONDS}}},
         "resources": container_resources(
             resources.cpu, resources.memory, resources.gpus, settings.gpu_resource, False
         ),
