@@ -145,3 +145,10 @@ group/version and group/version/Kind forms; Argo CD passes group/versions only.
 true
 {{- end }}
 {{- end }}
+
+{{/* The same question for prometheus-operator's PrometheusRule. */}}
+{{- define "lepton-operator.hasPrometheusRule" -}}
+{{- if or (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PrometheusRule") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}
+true
+{{- end }}
+{{- end }}
