@@ -72,12 +72,23 @@ test: lock-check lint typecheck imports cluster-bins ## every gate, then the who
 	$(PY) -m pytest
 
 # --- local control plane for e2e tests (e2e/, docs/control-plane.md) ---------------------------
-.PHONY: cluster-bins cluster-up cluster-down cluster-status e2e
+.PHONY: cluster-bins cluster-up cluster-down cluster-status e2e system-deps images
+
+# Debian packages (root): the real node's runtime, CNI and image tools (e2e/node.py,
+# e2e/images.py), and promtool for the chart's alert tests. CI installs them before `make setup`.
+SYSTEM_DEBS := containerd runc containernetworking-plugins iptables conntrack mmdebstrap umoci \
+	prometheus
+system-deps: ## install the Debian packages the real node and the alert tests need (as root)
+	apt-get install -y --no-install-recommends $(SYSTEM_DEBS) \
+		|| { apt-get update && apt-get install -y --no-install-recommends $(SYSTEM_DEBS); }
+
+images: $(VENV_READY) ## build the real node's images (pause, runtime, Triton) into $(LEPTON_CACHE)/images
+	$(PY) -m e2e.images
 
 cluster-bins: $(VENV_READY) ## build the missing control-plane binaries from Go modules into $(LEPTON_CACHE)/bin
 	$(PY) -m e2e.build
 
-cluster-up: cluster-bins ## start the local control plane with kwok GPU pools (e2e/.cluster/kubeconfig)
+cluster-up: cluster-bins ## start the local control plane: kwok GPU pools + a real node (LEPTON_E2E_REAL_NODE=0: none)
 	$(PY) -m e2e.cluster up
 
 cluster-down: $(VENV_READY) ## stop the local control plane and delete its state

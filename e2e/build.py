@@ -28,6 +28,7 @@ KWOK_VERSION = "v0.8.0"
 # v1.9.3 pins sigs.k8s.io/scheduler-plugins v0.28.9, an exact version the proxy serves.
 TRAINING_OPERATOR_VERSION = "v1.9.3"
 HELM_VERSION = "v3.19.5"
+COREDNS_VERSION = "v1.14.7"
 
 _K8S_MINOR = KUBERNETES_VERSION.split(".")[1]
 
@@ -87,7 +88,14 @@ COMPONENTS: tuple[Component, ...] = (
             _kubernetes_ldflags(),
             replace_staging=True,
         )
-        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        for name in (
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            # The real node (e2e/node.py): pods that run, and Services that route to them.
+            "kubelet",
+            "kube-proxy",
+        )
     ),
     Component(
         "training-operator",
@@ -109,9 +117,18 @@ COMPONENTS: tuple[Component, ...] = (
         "helm.sh/helm/v3/cmd/helm",
         (f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",),
     ),
+    # Cluster DNS for the real node's pods: PyTorchJob workers find their master by name.
+    Component(
+        "coredns",
+        "github.com/coredns/coredns",
+        COREDNS_VERSION,
+        "github.com/coredns/coredns",
+        (f"-X github.com/coredns/coredns/coremain.GitCommit={COREDNS_VERSION}",),
+    ),
 )
 
 # What `cluster-up` needs; helm and kwokctl are built for demos and later charts tests.
+# The real node's binaries (REAL_NODE_COMPONENTS) are added when the node is on.
 CLUSTER_COMPONENTS = (
     "etcd",
     "kube-apiserver",
@@ -120,6 +137,7 @@ CLUSTER_COMPONENTS = (
     "kwok",
     "training-operator",
 )
+REAL_NODE_COMPONENTS = ("kubelet", "kube-proxy", "coredns")
 
 
 class BuildError(RuntimeError):
@@ -194,8 +212,11 @@ def _staging_replaces(go: str, comp: Component, scratch: Path, log: Path) -> lis
 def _prepare_scratch(go: str, comp: Component, log: Path) -> Path:
     slug = comp.module.replace("/", "_")
     scratch = cache_dir() / "build" / f"{slug}-{comp.version}"
+    # The tidy stamp records the packages it was tidied for: a component added later from the
+    # same module (the kubelet beside the apiserver) needs its imports in go.sum too.
+    packages = sorted({comp.package} | {c.package for c in COMPONENTS if c.module == comp.module})
     ready = scratch / ".tidy"
-    if ready.exists():
+    if ready.exists() and ready.read_text().split() == packages:
         return scratch
     scratch.mkdir(parents=True, exist_ok=True)
     replaces = _staging_replaces(go, comp, scratch, log) if comp.replace_staging else []
@@ -204,13 +225,12 @@ def _prepare_scratch(go: str, comp: Component, log: Path) -> Path:
     lines += [f"replace {r}" for r in replaces]
     (scratch / "go.mod").write_text("\n".join(lines) + "\n")
     # A tools file makes `go mod tidy` record every package of the module we build from it.
-    packages = sorted({comp.package} | {c.package for c in COMPONENTS if c.module == comp.module})
     imports = "\n".join(f'\t_ "{p}"' for p in packages)
     (scratch / "tools.go").write_text(
         f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
     )
     _run(comp, [go, "mod", "tidy"], scratch, log)
-    ready.touch()
+    ready.write_text("\n".join(packages) + "\n")
     return scratch
 
 

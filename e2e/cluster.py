@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from e2e import build, pki, processes, topology
+from e2e import build, images, node, pki, processes, topology
 from e2e.processes import ComponentError, Managed
 
 # Engineers sharing one work tree can each run a cluster by pointing this elsewhere.
@@ -114,30 +115,7 @@ def _log(message: str) -> None:
 # --- waiting ------------------------------------------------------------------------------------
 
 
-def _wait(
-    what: str,
-    ready: Callable[[], bool],
-    watched: list[Managed],
-    owner: Managed,
-    timeout: float = 90.0,
-) -> None:
-    """Poll `ready` until true; fail naming `owner` if any watched process dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for proc in watched:
-            processes.check_running(proc)
-        try:
-            if ready():
-                return
-        except Exception:  # "not ready yet" comes in many shapes while starting
-            pass
-        if time.monotonic() > deadline:
-            tail = processes.log_tail(owner.log)
-            raise ComponentError(
-                f"{owner.name}: gave up after {timeout:.0f} s waiting for {what}; "
-                f"log: {owner.log}\n{tail}"
-            )
-        time.sleep(0.25)
+_wait = processes.wait_ready
 
 
 def _https_get(url: str, keys: pki.Pki) -> str:
@@ -259,8 +237,8 @@ def _bootstrap_objects(kubeconfig: Path, config: topology.ClusterConfig) -> None
     )
     extensions: Any = client.ApiextensionsV1Api(api)
     extensions.create_custom_resource_definition(yaml.safe_load(crd_path.read_text()))
-    for node in topology.node_manifests(config):
-        core.create_node(node)
+    for manifest in topology.node_manifests(config):
+        core.create_node(manifest)
     api.close()  # type: ignore[no-untyped-call]
 
 
@@ -355,7 +333,13 @@ def _start_all(config: topology.ClusterConfig) -> Endpoints:
         f"--service-account-signing-key-file={keys.service_account_key}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC",
+        # Node: what a real kubelet (e2e/node.py) may read is decided per node, as in production.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # The API server's identity toward kubelets (logs, exec, port-forward).
+        f"--kubelet-client-certificate={keys.admin_cert}",
+        f"--kubelet-client-key={keys.admin_key}",
+        "--kubelet-preferred-address-types=InternalIP",
         "--allow-privileged=true",
         # This plugin taints new nodes not-ready until the node lifecycle controller, which we
         # do not run (see CONTROLLERS), lifts the taint; kwok's nodes are Ready from the start.
@@ -425,6 +409,8 @@ def _start_all(config: topology.ClusterConfig) -> Endpoints:
         f"--health-probe-bind-address=127.0.0.1:{ports['training-operator-health']}",
         f"--webhook-server-port={ports['training-operator-webhook']}",
         f"--pytorch-init-container-template-file={INIT_CONTAINER_TEMPLATE}",
+        # An image the real node has (kwok never pulls one); its nslookup waits for the master.
+        f"--pytorch-init-container-image={images.IMAGE_NAMES['base']}",
     ])  # fmt: skip
     started.append(operator)
 
@@ -476,20 +462,83 @@ def restart(component: str, downtime_seconds: float = 0.0) -> Managed:
     return restarted
 
 
+def _node_ready(kubeconfig: Path) -> Callable[[], bool]:
+    core: Any = client.CoreV1Api(api_client(kubeconfig))
+
+    def ready() -> bool:
+        conditions = core.read_node(node.NODE_NAME).status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    return ready
+
+
+def start_real_node() -> None:
+    """Join the real node (kubelet, containerd, CNI, kube-proxy, CoreDNS) to the running cluster.
+
+    Builds what it needs first: its binaries, and the images (minutes when their inputs changed).
+    """
+    endpoints = running()
+    if endpoints is None:
+        raise ComponentError(f"no running cluster in {STATE_DIR}: start it before its real node")
+    if node_running():
+        return
+    build.ensure(build.REAL_NODE_COMPONENTS, quiet=True)
+    started = time.monotonic()
+    try:
+        node.start(STATE_DIR, endpoints.server, KUBECONFIG, pki.Pki(STATE_DIR / "pki"),
+                   _node_ready(KUBECONFIG))  # fmt: skip
+    except BaseException:
+        node.stop(STATE_DIR)
+        raise
+    _log(f"real node {node.NODE_NAME} Ready in {time.monotonic() - started:.1f} s")
+
+
+def node_running() -> bool:
+    procs = processes.recorded(node.Paths(STATE_DIR).root)
+    return bool(procs) and all(processes.is_alive(proc) for proc in procs)
+
+
+def stop_real_node() -> None:
+    """Stop the real node, remove its Node object and everything it left on the host."""
+    stopped = node.stop(STATE_DIR)
+    if running() is not None:
+        core: Any = client.CoreV1Api(api_client(KUBECONFIG))
+        with contextlib.suppress(client.ApiException):
+            core.delete_node(node.NODE_NAME)
+    if stopped:
+        _log(f"stopped the real node: {', '.join(stopped)}")
+
+
 def _usage(endpoints: Endpoints) -> str:
+    real = (
+        f"  real node {node.NODE_NAME} (pool {node.POOL}): its pods run for real\n"
+        if node_running()
+        else ""
+    )
     return (
         f"control plane up at {endpoints.server} (state and logs in {STATE_DIR})\n"
+        f"{real}"
         f"  export KUBECONFIG={KUBECONFIG}\n"
         "  kubectl get nodes -L lepton.ai/node-pool,nvidia.com/gpu.product\n"
         "  make cluster-down   # stop it"
     )
 
 
-def up(config_path: Path = topology.DEFAULT_CONFIG, *, build_missing: bool = True) -> Endpoints:
-    """Start the cluster (or find it running); nothing is left running if this raises."""
+def up(
+    config_path: Path = topology.DEFAULT_CONFIG,
+    *,
+    build_missing: bool = True,
+    real_node: bool = False,
+) -> Endpoints:
+    """Start the cluster (or find it running); nothing is left running if this raises.
+
+    `real_node` joins the real node too (see e2e/node.py); without it every node is kwok's.
+    """
     existing = running()
     if existing is not None:
         _log("already running; leaving it as it is")
+        if real_node:
+            start_real_node()
         return existing
     config = topology.load(config_path)
     if processes.recorded(STATE_DIR) or (STATE_DIR / "etcd-data").exists():
@@ -509,12 +558,20 @@ def up(config_path: Path = topology.DEFAULT_CONFIG, *, build_missing: bool = Tru
         down(quiet=True, keep_logs=True)
         raise
     _log(f"started in {time.monotonic() - started:.1f} s")
+    if real_node:
+        try:
+            start_real_node()
+        except BaseException:
+            down(quiet=True, keep_logs=True)
+            raise
     return endpoints
 
 
 def down(*, quiet: bool = False, keep_logs: bool = False) -> None:
     """Stop every component we started and delete the cluster's state (logs kept on request)."""
-    stopped = processes.stop_all(STATE_DIR)
+    # The node first: its kubelet must not outlive the API server it reports to.
+    stopped = node.stop(STATE_DIR)
+    stopped += processes.stop_all(STATE_DIR)
     if not quiet:
         _log(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     for name in ("etcd-data", "pki", "stages", "kubeconfig", "ports.json"):
@@ -531,7 +588,7 @@ def down(*, quiet: bool = False, keep_logs: bool = False) -> None:
 def memory_rss_mib() -> dict[str, float]:
     """Resident memory of each running component, from /proc (VmRSS)."""
     usage = {}
-    for proc in processes.recorded(STATE_DIR):
+    for proc in [*processes.recorded(STATE_DIR), *processes.recorded(node.Paths(STATE_DIR).root)]:
         if not processes.is_alive(proc):
             continue
         for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
@@ -560,12 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            print(_usage(up(args.config)))
+            print(_usage(up(args.config, real_node=node.enabled())))
         elif args.command == "down":
             down()
         else:
             return _status()
-    except (ComponentError, build.BuildError) as error:
+    except (ComponentError, build.BuildError, images.ImageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

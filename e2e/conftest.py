@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient, CoreV1Api
 
-from e2e import build, cluster
+from e2e import build, cluster, images
 from e2e.lepton_resources import (  # noqa: F401 - fixtures of the operator's e2e tests
     core,
     crds,
@@ -40,6 +40,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     pytest-timeout's per-test limit if it happened inside the first test's fixture setup."""
     if any(item.get_closest_marker("e2e") for item in session.items):
         build.ensure(build.CLUSTER_COMPONENTS, quiet=True)
+    if any(item.get_closest_marker("real_node") for item in session.items):
+        # The real node's binaries and images (5 GB: torch with its CUDA wheels) likewise.
+        build.ensure(build.REAL_NODE_COMPONENTS, quiet=True)
+        images.ensure()
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from e2e.claims import create_bound_claims
 from e2e.lepton_operator_process import REPO_ROOT, OperatorProcess
-from e2e.waiting import wait_until
+from e2e.waiting import DEFAULT_TIMEOUT_SECONDS, wait_until
 from lepton_runtime.contract import CompressSummary, TrainSummary, Trial
 
 GROUP, VERSION = "lepton.ai", "v1alpha1"
@@ -156,7 +156,14 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
-def wait_for_phase(custom: Any, kind: str, namespace: str, name: str, phase: str) -> dict[str, Any]:
+def wait_for_phase(
+    custom: Any,
+    kind: str,
+    namespace: str,
+    name: str,
+    phase: str,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         obj = get(custom, kind, namespace, name)
         return obj if obj.get("status", {}).get("phase") == phase else None
@@ -164,6 +171,7 @@ def wait_for_phase(custom: Any, kind: str, namespace: str, name: str, phase: str
     return wait_until(
         f"{kind} {name} reaches {phase}",
         probe,
+        timeout,
         describe_state=lambda: get(custom, kind, namespace, name).get("status"),
     )
 

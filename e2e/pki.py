@@ -88,6 +88,15 @@ def _signed_cert(pki: Pki, key: Path, cert: Path, subject: str, extensions: list
     ext_file.unlink()
 
 
+def client_cert(pki: Pki, key: Path, cert: Path, subject: str) -> None:
+    """A client certificate signed by the cluster's CA (e.g. a kubelet's node identity)."""
+    _new_key(key)
+    _signed_cert(pki, key, cert, subject, [
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        "extendedKeyUsage=clientAuth",
+    ])  # fmt: skip
+
+
 def create(root: Path) -> Pki:
     """Make a CA, the API server's serving cert, an admin client cert and the SA signing key."""
     if shutil.which("openssl") is None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +174,13 @@ def stop_all(state: Path, grace_seconds: float = 10.0) -> list[str]:
     return stopped
 
 
+def stop_one(state: Path, proc: Managed, grace_seconds: float = 10.0) -> bool:
+    """Stop one recorded process and forget its pid file; False when it was not running."""
+    running = _stop(proc, grace_seconds)
+    (_pid_dir(state) / f"{proc.name}.pid").unlink(missing_ok=True)
+    return running
+
+
 def _stop(proc: Managed, grace_seconds: float) -> bool:
     """SIGTERM, then SIGKILL after the grace period; False when it was not running."""
     running = is_alive(proc)
@@ -209,3 +217,29 @@ def restart(state: Path, name: str, downtime_seconds: float = 0.0) -> Managed:
     restarted = start(state, name, args, append_log=True)
     os.utime(pid_file, (started_at, started_at))
     return restarted
+
+
+def wait_ready(
+    what: str,
+    ready: Callable[[], bool],
+    watched: list[Managed],
+    owner: Managed,
+    timeout: float = 90.0,
+) -> None:
+    """Poll `ready` until true; fail naming `owner` if any watched process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in watched:
+            check_running(proc)
+        try:
+            if ready():
+                return
+        except Exception:  # "not ready yet" comes in many shapes while starting
+            pass
+        if time.monotonic() > deadline:
+            tail = log_tail(owner.log)
+            raise ComponentError(
+                f"{owner.name}: gave up after {timeout:.0f} s waiting for {what}; "
+                f"log: {owner.log}\n{tail}"
+            )
+        time.sleep(0.25)

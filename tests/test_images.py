@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e import images as local_images
 from lepton_operator.settings import OperatorSettings
 from tests.helm_chart import REPO_ROOT
 
@@ -177,3 +178,35 @@ def test_runtime_image_installs_the_runtime_extra_and_leaves_the_command_to_the_
     assert final.all("EXPOSE") == [str(OperatorSettings().runtime_metrics_port)]
     extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert "runtime" in extras["optional-dependencies"]
+
+
+def _install_spec(arguments: list[str]) -> tuple[str, str, str]:
+    """(constraints, build constraints, extras) of a `uv pip install` argument list."""
+    constraints = arguments[arguments.index("-c") + 1]
+    build_constraints = arguments[arguments.index("-b") + 1]
+    target = arguments[-1].strip('"')
+    extras = target[target.index("[") :] if "[" in target else ""
+    return Path(constraints).name, Path(build_constraints).name, extras
+
+
+@pytest.mark.parametrize(("image", "extras"), [("runtime", "[runtime]"), ("operator", "")])
+def test_the_real_nodes_images_install_what_the_dockerfiles_install(
+    image: str, extras: str
+) -> None:
+    """e2e/images.py builds the images the real node runs without Docker; it must install the
+    same packages as the documented production build: same lock, same extras."""
+    _, dockerfile_install = pip_installs(IMAGES / image / "Dockerfile")
+    from_dockerfile = _install_spec(shlex.split(dockerfile_install))
+    from_recipe = _install_spec(local_images.install_arguments(extras))
+    assert from_recipe == from_dockerfile
+    assert from_dockerfile[2] == extras
+
+
+def test_the_real_nodes_runtime_image_has_the_dockerfiles_environment() -> None:
+    final = stages(IMAGES / "runtime" / "Dockerfile")[-1]
+    wanted = env(final)
+    recipe = dict(entry.split("=", 1) for entry in local_images.RUNTIME_ENV)
+    for key in ("HOME", "MPLCONFIGDIR", "PYTHONUNBUFFERED"):
+        assert recipe[key] == wanted[key], key
+    # The venv's bin first on PATH in both.
+    assert recipe["PATH"].split(":")[0] == wanted["PATH"].split(":")[0] == "/opt/lepton/bin"
