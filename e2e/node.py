@@ -106,7 +106,7 @@ def null_device_problem() -> str | None:
     or write it, and a regular file in its place (left by something that removed it) turns its
     readers' input into whatever was last written there."""
     try:
-        mode = os.stat("/dev/null").st_mode
+        mode = Path("/dev/null").stat().st_mode
     except OSError as error:
         return f"/dev/null is missing ({error}): `mknod -m 666 /dev/null c 1 3` restores it"
     if stat.S_ISCHR(mode):
