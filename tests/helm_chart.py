@@ -65,6 +65,7 @@ OPERATOR_NEEDS: tuple[Grant, ...] = (
     Grant("", "pods", READ, "termination message -> results; why a pod cannot start"),
     Grant("", "persistentvolumeclaims", ("get",), "pvc:// claim exists?"),
     Grant("", "events", ("list", "watch", "create"), "Kopf posts; pod creations refused"),
+    Grant("kueue.x-k8s.io", "workloads", ("list", "watch"), "Kueue's word on queueName jobs"),
 )
 
 # Cluster-scoped, in every mode: Kopf lists, then watches CRDs to notice resources come and go;

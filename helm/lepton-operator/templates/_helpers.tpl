@@ -99,6 +99,11 @@ same list as a table, and tests/test_chart.py checks the rendered roles against 
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# Jobs with scheduling.queueName: Kueue's Workloads say why they wait or which queues
+# admitted them (read only; without Kueue's CRDs nothing is watched).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list, watch]
 # pvc:// URIs: the operator checks that the claim exists before creating pods that would hang.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue
@@ -75,6 +76,19 @@ class SchedulingSpec(LeptonModel):
         default=None, max_length=LABEL_VALUE_MAX, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
     )
     """Kueue LocalQueue: when set, Kueue admits the job instead of the operator."""
+
+
+class QueueAdmission(LeptonModel):
+    """How Kueue admitted a job that names `scheduling.queueName` (from its Workload)."""
+
+    local_queue: str = Field(max_length=LABEL_VALUE_MAX)
+    """The LocalQueue the job was submitted to."""
+    cluster_queue: str | None = Field(default=None, max_length=NAME_MAX)
+    """The ClusterQueue whose quota it was admitted under."""
+    admitted_at: datetime | None = None
+    """When Kueue reserved its quota."""
+    waited_seconds: int | None = Field(default=None, ge=0)
+    """Seconds from its Workload's creation to admission."""
 
 
 class RunPolicySpec(LeptonModel):

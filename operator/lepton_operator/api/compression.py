@@ -23,6 +23,7 @@ from lepton_operator.api.common import (
     ModelSourceRefs,
     OutputSpec,
     PodMetadata,
+    QueueAdmission,
     RunPolicySpec,
     SchedulingSpec,
     WorkerResources,
@@ -245,6 +246,8 @@ class CompressionStatus(LeptonModel):
     """The node pool the job was placed on."""
     queue_position: int | None = Field(default=None, ge=1)
     """Position in the admission queue while Queued."""
+    queue_admission: QueueAdmission | None = None
+    """Which Kueue queues admitted the job and how long it waited (`scheduling.queueName`)."""
     start_time: datetime | None = None
     """When the job started running."""
     completion_time: datetime | None = None

@@ -21,6 +21,7 @@ from lepton_operator.api.common import (
     DatasetSpec,
     OutputSpec,
     PodMetadata,
+    QueueAdmission,
     RunPolicySpec,
     SchedulingSpec,
     WorkerResources,
@@ -282,6 +283,8 @@ class TrainingJobStatus(LeptonModel):
     """GPUs the job holds over all workers."""
     queue_position: int | None = Field(default=None, ge=1)
     """Position in the admission queue while Queued."""
+    queue_admission: QueueAdmission | None = None
+    """Which Kueue queues admitted the job and how long it waited (`scheduling.queueName`)."""
     workers_ready: int | None = Field(default=None, ge=0)
     """Workers whose pods are running."""
     start_time: datetime | None = None

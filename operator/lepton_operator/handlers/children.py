@@ -22,6 +22,7 @@ from lepton_operator.builders.meta import (
     OWNER_LABELS,
     owner_from_annotation,
 )
+from lepton_operator.builders.pytorchjob import PYTORCHJOB_API_VERSION
 from lepton_operator.handlers.compression import reconcile_compression_body
 from lepton_operator.handlers.context import fetch
 from lepton_operator.handlers.endpoint import refresh_endpoint_status
@@ -29,7 +30,15 @@ from lepton_operator.handlers.jobs import refresh_compression_status, refresh_tr
 from lepton_operator.handlers.refresh import REFRESH, status_refresh_queue
 from lepton_operator.handlers.training import reconcile_training_body
 from lepton_operator.pod_problems import CreateEvent, pod_problem
+from lepton_operator.scheduling.kueue import (
+    JOB_KIND,
+    WORKLOAD_GROUP,
+    WORKLOAD_PLURAL,
+    WORKLOAD_VERSION,
+    workload_state,
+)
 from lepton_operator.scheduling.views import MetaView, controller_of
+from lepton_operator.services.kueue_workloads import KUEUE_WORKLOADS
 from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
 from lepton_operator.services.status_refresh import OwnerKey
 from lepton_operator.services.stuck_pods import STUCK_PODS
@@ -93,6 +102,27 @@ def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
     phase = (owner.get("status") or {}).get("phase")
     going = owner.get("metadata", {}).get("deletionTimestamp") is not None
     return not going and phase not in ("Succeeded", "Failed")
+
+
+def _of_a_pytorchjob(body: kopf.Body, **_: Any) -> bool:
+    return workload_state(dict(body)) is not None
+
+
+@kopf.on.event(WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL, when=_of_a_pytorchjob)
+def workload_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Kueue's Workload of a PyTorchJob (`scheduling.queueName`): why it waits, or which
+    queues admitted it, goes into the job's owner's status. Without Kueue's CRDs in the
+    cluster Kopf serves nothing here."""
+    state = workload_state(dict(body))
+    if state is None:
+        return
+    job = (state.namespace, state.job_name)
+    if not KUEUE_WORKLOADS.record(job, None if type == "DELETED" else state):
+        return
+    pytorchjob = k8s.get(PYTORCHJOB_API_VERSION, JOB_KIND, *job)
+    key = _owner_key(pytorchjob, (TRAINING, COMPRESSION)) if pytorchjob is not None else None
+    if key is not None:
+        status_refresh_queue().mark(key, pytorchjob)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, ENDPOINT_LABEL: kopf.PRESENT})

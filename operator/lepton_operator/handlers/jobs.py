@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
 from lepton_operator import k8s
+from lepton_operator.api.common import QueueAdmission
 from lepton_operator.api.compression import (
     CompressionResults,
     CompressionStatus,
@@ -30,7 +32,9 @@ from lepton_operator.observe import (
     observe_pytorchjob,
     pytorchjob_finished,
 )
+from lepton_operator.scheduling.kueue import kueue_blocker, queue_admission, waits_for_kueue
 from lepton_operator.scheduling.queue import QueuedGang
+from lepton_operator.services.kueue_workloads import KUEUE_WORKLOADS
 from lepton_operator.status import (
     Blocker,
     JobCore,
@@ -50,6 +54,36 @@ def _master_message(namespace: str, job_name: str) -> str | None:
     selector = f"training.kubeflow.org/job-name={job_name}"
     pods = k8s.list_objects("v1", "Pod", namespace, selector)
     return first_replica_message(pods, CONTAINER_NAME)
+
+
+@dataclass(frozen=True)
+class _KueueView:
+    blocker: Blocker | None
+    child: dict[str, Any] | None
+    admission: QueueAdmission | None
+
+
+def _kueue_view(
+    queue_name: str | None,
+    namespace: str,
+    job_name: str,
+    blocker: Blocker | None,
+    *,
+    child: dict[str, Any] | None,
+    previous: QueueAdmission | None,
+) -> _KueueView:
+    """A job Kueue admits (`scheduling.queueName`) waits, Queued with Kueue's reason, while
+    its PyTorchJob is suspended; once admitted, its status says by which queues."""
+    if queue_name is None or blocker is not None:
+        return _KueueView(blocker, child, previous)
+    pytorchjob = child or k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
+    state = KUEUE_WORKLOADS.get((namespace, job_name))
+    if waits_for_kueue(pytorchjob):
+        waiting = kueue_blocker(queue_name, state)
+        if waiting is not None:
+            return _KueueView(waiting, pytorchjob, None)
+    # A finished Workload gives its quota back: what admitted the job stays in its status.
+    return _KueueView(None, pytorchjob, queue_admission(state) or previous)
 
 
 def _core(
@@ -81,12 +115,20 @@ def refresh_training_status(
     previous = job.status
     meta, spec = job.metadata, job.spec
     fields = secret_fields(dataset=spec.dataset.secret_ref, output=spec.output.secret_ref)
+    kueue = _kueue_view(
+        spec.scheduling.queue_name,
+        meta.namespace,
+        training_job_name(job),
+        blocker,
+        child=child,
+        previous=previous.queue_admission if previous else None,
+    )
     core, observation, message = _core(
         previous.conditions if previous else [],
         meta.generation,
         meta.namespace,
         training_job_name(job),
-        blocker,
+        kueue.blocker,
         stuck=stuck_pod(
             "LeptonTrainingJob",
             meta.namespace,
@@ -94,7 +136,7 @@ def refresh_training_status(
             child=("PyTorchJob", meta.namespace, training_job_name(job)),
             fields=fields,
         ),
-        child=child,
+        child=kueue.child,
     )
     generation = meta.generation
     results = previous.results if previous else None
@@ -116,6 +158,7 @@ def refresh_training_status(
         pool=observation.pool or (previous.pool if previous else None),
         gpus=resources.workers * resources.gpus_per_worker if holding else 0,
         queue_position=blocker.queue_position if blocker is not None else None,
+        queue_admission=kueue.admission,
         workers_ready=observation.active_workers,
         start_time=core.start_time,
         completion_time=core.completion_time,
@@ -146,14 +189,22 @@ def refresh_compression_status(
         fields=fields,
         other_secrets=from_source,
     )
+    kueue = _kueue_view(
+        compression.spec.scheduling.queue_name,
+        meta.namespace,
+        compression_job_name(compression),
+        blocker,
+        child=child,
+        previous=previous.queue_admission if previous else None,
+    )
     core, observation, message = _core(
         previous.conditions if previous else [],
         generation,
         meta.namespace,
         compression_job_name(compression),
-        blocker,
+        kueue.blocker,
         stuck=stuck,
-        child=child,
+        child=kueue.child,
     )
     results = previous.results if previous else None
     if core.phase == "Succeeded":
@@ -171,6 +222,7 @@ def refresh_compression_status(
         source_model_uri=source_model_uri or (previous.source_model_uri if previous else None),
         pool=observation.pool or (previous.pool if previous else None),
         queue_position=blocker.queue_position if blocker is not None else None,
+        queue_admission=kueue.admission,
         start_time=core.start_time,
         completion_time=core.completion_time,
         results=results,
