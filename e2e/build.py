@@ -29,6 +29,8 @@ KWOK_VERSION = "v0.8.0"
 TRAINING_OPERATOR_VERSION = "v1.9.3"
 HELM_VERSION = "v3.19.5"
 COREDNS_VERSION = "v1.14.7"
+# The newest Kueue the Go proxy serves here (v0.18 is not there yet).
+KUEUE_VERSION = "v0.17.0"
 
 _K8S_MINOR = KUBERNETES_VERSION.split(".")[1]
 
@@ -124,6 +126,14 @@ COMPONENTS: tuple[Component, ...] = (
         COREDNS_VERSION,
         "github.com/coredns/coredns",
         (f"-X github.com/coredns/coredns/coremain.GitCommit={COREDNS_VERSION}",),
+    ),
+    # Admits jobs that name a LocalQueue (scheduling.queueName): e2e/kueue.py runs it.
+    Component(
+        "kueue",
+        "sigs.k8s.io/kueue",
+        KUEUE_VERSION,
+        "sigs.k8s.io/kueue/cmd/kueue",
+        (f"-X sigs.k8s.io/kueue/pkg/version.GitVersion={KUEUE_VERSION}",),
     ),
 )
 

@@ -44,6 +44,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # The real node's binaries and images (5 GB: torch with its CUDA wheels) likewise.
         build.ensure(build.REAL_NODE_COMPONENTS, quiet=True)
         images.ensure()
+    if any(item.get_closest_marker("kueue") for item in session.items):
+        build.ensure(("kueue",), quiet=True)
 
 
 @pytest.fixture(scope="session")

@@ -85,10 +85,11 @@ def crds(kubeconfig_path: Path) -> None:
     install_crds()
 
 
-def _established(plural: str) -> bool:
+def crd_established(crd: str) -> bool:
+    """Is crd/<plural>.<group> Established? (`kubectl wait` fails at once on a CRD it cannot
+    read yet, NotFound: callers retry.)"""
     answer = kubectl(
-        "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=10s",
-        check=False,
+        "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s", check=False
     )  # fmt: skip
     return answer.returncode == 0
 
@@ -99,7 +100,8 @@ def install_crds() -> None:
     for plural in PLURALS.values():
         # `kubectl wait` fails at once on a CRD it cannot read (NotFound); once, in a clean-clone
         # run, it failed so for the second cluster of the fault tests. Retried until Established.
-        wait_until(f"crd/{plural}.{GROUP} Established", partial(_established, plural), 120)
+        crd = f"{plural}.{GROUP}"
+        wait_until(f"crd/{crd} Established", partial(crd_established, crd), 120)
     # Established comes before discovery and the OpenAPI document list the new kinds.
     wait_until(
         "discovery and OpenAPI serve ltj, lcomp, lep and lsearch",
