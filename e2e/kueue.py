@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from e2e import build
-from e2e.processes import free_port, log_tail
+from e2e.processes import free_port, log_tail, terminate
 from e2e.waiting import wait_until
 
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
@@ -153,13 +153,8 @@ class KueueProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+        if self._process is not None:
+            terminate(self._process)
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,18 +10,13 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from e2e.processes import free_port, terminate
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path(__file__).parent / ".cluster" / "logs"
 # Short source polling keeps the chained-resource tests quick; production default is 15 s.
 SOURCE_POLL_SECONDS = "1"
 OPERATOR_MODULE = "lepton_operator.main"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OperatorProcess:
@@ -96,14 +90,8 @@ class OperatorProcess:
             self._process.wait()
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        if self._process is not None:
+            terminate(self._process)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()

@@ -116,6 +116,18 @@ def start(
     return proc
 
 
+def terminate(process: subprocess.Popen[bytes], grace_seconds: float = 20.0) -> None:
+    """SIGTERM a child we hold, SIGKILL it if it is still there after the grace period."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def recorded(state: Path) -> list[Managed]:
     """Every process that a pid file remembers, in start order."""
     pid_dir = _pid_dir(state)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from e2e.processes import free_port, log_tail
+from e2e.processes import free_port, log_tail, terminate
 
 PROMETHEUS_BINARY = "prometheus"
 PROMETHEUS_MISSING = (
@@ -147,13 +147,8 @@ class PrometheusProcess:
         return result
 
     def stop(self, grace_seconds: float = 10.0) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            terminate(self._process, grace_seconds)
         self._process = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from lepton_operator.scheduling.kueue import (
+    KueueDecision,
     kueue_blocker,
+    kueue_decision,
     queue_admission,
     waits_for_kueue,
     workload_state,
@@ -119,3 +121,20 @@ def test_the_store_reports_changes_only() -> None:
     assert store.record(key, None) is True
     assert store.get(key) is None
     assert store.record(key, None) is False
+
+
+def test_a_suspended_job_waits_and_drops_an_admission_kueue_took_back() -> None:
+    pending = workload_state(_workload(reserved=False, message=INSUFFICIENT))
+    before = queue_admission(workload_state(_workload(reserved=True)))
+    suspended = {"spec": {"runPolicy": {"suspend": True}}}
+    decision = kueue_decision("team", suspended, pending, before)
+    assert decision.blocker is not None and decision.blocker.phase == "Queued"
+    assert decision.admission is None
+
+
+def test_a_running_job_keeps_what_admitted_it_once_the_workload_gave_its_quota_back() -> None:
+    before = queue_admission(workload_state(_workload(reserved=True)))
+    running = {"spec": {"runPolicy": {"suspend": False}}}
+    released = workload_state(_workload(reserved=False, message="Workload finished"))
+    assert kueue_decision("team", running, released, before) == KueueDecision(None, before)
+    assert kueue_decision("team", running, None, None) == KueueDecision(None, None)

@@ -104,11 +104,7 @@ def needs_its_pytorchjob(owner: dict[str, Any]) -> bool:
     return not going and phase not in ("Succeeded", "Failed")
 
 
-def _of_a_pytorchjob(body: kopf.Body, **_: Any) -> bool:
-    return workload_state(dict(body)) is not None
-
-
-@kopf.on.event(WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL, when=_of_a_pytorchjob)
+@kopf.on.event(WORKLOAD_GROUP, WORKLOAD_VERSION, WORKLOAD_PLURAL)
 def workload_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
     """Kueue's Workload of a PyTorchJob (`scheduling.queueName`): why it waits, or which
     queues admitted it, goes into the job's owner's status. Without Kueue's CRDs in the

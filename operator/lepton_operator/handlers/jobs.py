@@ -32,7 +32,7 @@ from lepton_operator.observe import (
     observe_pytorchjob,
     pytorchjob_finished,
 )
-from lepton_operator.scheduling.kueue import kueue_blocker, queue_admission, waits_for_kueue
+from lepton_operator.scheduling.kueue import kueue_decision
 from lepton_operator.scheduling.queue import QueuedGang
 from lepton_operator.services.kueue_workloads import KUEUE_WORKLOADS
 from lepton_operator.status import (
@@ -72,18 +72,14 @@ def _kueue_view(
     child: dict[str, Any] | None,
     previous: QueueAdmission | None,
 ) -> _KueueView:
-    """A job Kueue admits (`scheduling.queueName`) waits, Queued with Kueue's reason, while
-    its PyTorchJob is suspended; once admitted, its status says by which queues."""
+    """Kueue's word on a job that names a LocalQueue (scheduling/kueue.py decides), with the
+    PyTorchJob it read for that handed on, so that the status is computed from one read."""
     if queue_name is None or blocker is not None:
         return _KueueView(blocker, child, previous)
     pytorchjob = child or k8s.get(PYTORCHJOB_API_VERSION, "PyTorchJob", namespace, job_name)
     state = KUEUE_WORKLOADS.get((namespace, job_name))
-    if waits_for_kueue(pytorchjob):
-        waiting = kueue_blocker(queue_name, state)
-        if waiting is not None:
-            return _KueueView(waiting, pytorchjob, None)
-    # A finished Workload gives its quota back: what admitted the job stays in its status.
-    return _KueueView(None, pytorchjob, queue_admission(state) or previous)
+    decision = kueue_decision(queue_name, pytorchjob, state, previous)
+    return _KueueView(decision.blocker, pytorchjob, decision.admission)
 
 
 def _core(

@@ -124,9 +124,44 @@ def kueue_blocker(queue_name: str, state: WorkloadState | None) -> Blocker | Non
     return Blocker(state.reason or "Pending", f"Kueue: {said}", phase="Queued")
 
 
+class _RunPolicyView(View):
+    suspend: bool = False
+
+
+class _PyTorchJobSpecView(View):
+    run_policy: _RunPolicyView = Field(default_factory=_RunPolicyView)
+
+
+class _PyTorchJobView(View):
+    spec: _PyTorchJobSpecView = Field(default_factory=_PyTorchJobSpecView)
+
+
 def waits_for_kueue(pytorchjob: dict[str, Any] | None) -> bool:
     """Not made yet, or suspended: Kueue has not let it start (or took it back)."""
     if pytorchjob is None:
         return True
-    run_policy = (pytorchjob.get("spec") or {}).get("runPolicy") or {}
-    return bool(run_policy.get("suspend"))
+    return _PyTorchJobView.model_validate(pytorchjob).spec.run_policy.suspend
+
+
+@dataclass(frozen=True)
+class KueueDecision:
+    """What a job that names a LocalQueue reports: why it waits, or what admitted it."""
+
+    blocker: Blocker | None
+    admission: QueueAdmission | None
+
+
+def kueue_decision(
+    queue_name: str,
+    pytorchjob: dict[str, Any] | None,
+    state: WorkloadState | None,
+    previous: QueueAdmission | None,
+) -> KueueDecision:
+    """Queued with Kueue's reason while its PyTorchJob is missing or suspended and Kueue has
+    not admitted it; otherwise the queues that admitted it. A finished Workload gives its
+    quota back: what admitted the job then stays as the status had it."""
+    if waits_for_kueue(pytorchjob):
+        waiting = kueue_blocker(queue_name, state)
+        if waiting is not None:
+            return KueueDecision(waiting, None)
+    return KueueDecision(None, queue_admission(state) or previous)
