@@ -429,6 +429,118 @@ class InstanceGroup(ContractModel):
 Backend = Literal["pytorch_libtorch", "onnxruntime", "python"]
 
 
+def _ascending_unique(values: list[int]) -> list[int]:
+    return sorted(set(values))
+
+
+AscendingInts = Annotated[list[Annotated[int, Field(ge=0)]], AfterValidator(_ascending_unique)]
+
+
+class TuningSpace(ContractModel):
+    """The Triton settings a tuning run may choose from (each list is one search dimension)."""
+
+    max_batch_sizes: AscendingInts = Field(
+        default_factory=lambda: [1, 4, 8, 16, 32, 64], min_length=1
+    )
+    """maxBatchSize values to try (each >= 1: tuning is about the dynamic batcher)."""
+    max_queue_delays_microseconds: AscendingInts = Field(
+        default_factory=lambda: [0, 100, 500, 2000], min_length=1
+    )
+    """maxQueueDelayMicroseconds values to try."""
+    preferred_batch_sizes: AscendingInts = Field(default_factory=list)
+    """Preferred batch sizes to try, one at a time, besides none (larger than a candidate's
+    maxBatchSize: skipped for it)."""
+    instance_counts: AscendingInts = Field(default_factory=lambda: [1, 2], min_length=1)
+    """Model instances per server to try."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuningSpace:
+        if self.max_batch_sizes[0] < 1:
+            raise ValueError("maxBatchSizes must be >= 1: tuning searches the dynamic batcher")
+        if self.instance_counts[0] < 1:
+            raise ValueError("instanceCounts must be >= 1")
+        too_big = [p for p in self.preferred_batch_sizes if p > self.max_batch_sizes[-1]]
+        if too_big or (self.preferred_batch_sizes and self.preferred_batch_sizes[0] < 1):
+            raise ValueError(
+                f"preferredBatchSizes {self.preferred_batch_sizes} must each be between 1 and "
+                f"the largest maxBatchSizes entry ({self.max_batch_sizes[-1]})"
+            )
+        return self
+
+
+class TuningRequest(ContractModel):
+    """Measure candidate configs on the real Triton and serve the fastest within the budget."""
+
+    latency_budget_ms: float = Field(gt=0, le=60_000)
+    """p99 latency every concurrency level must stay within."""
+    concurrency: AscendingInts = Field(default_factory=lambda: [8], min_length=1, max_length=4)
+    """Closed-loop clients to measure at; throughput counts at the highest, the budget at all."""
+    space: TuningSpace = Field(default_factory=TuningSpace)
+    """What may change."""
+    seconds_per_candidate: float = Field(1.5, gt=0, le=60)
+    """Measured load per candidate and concurrency level (after a short warm-up)."""
+    min_gain: float = Field(0.03, ge=0, le=1)
+    """A step must raise throughput by this fraction to count as rising."""
+    strategy: Literal["quick", "grid"] = "quick"
+    """quick: hill-climb one dimension at a time; grid: every candidate (for comparison)."""
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if values[0] < 1:
+            raise ValueError("concurrency values must be >= 1")
+        return values
+
+
+class TritonSettings(ContractModel):
+    """One candidate's batching and instance settings."""
+
+    max_batch_size: int
+    """maxBatchSize."""
+    preferred_batch_size: int | None = None
+    """The one preferred batch size, if any."""
+    max_queue_delay_microseconds: int
+    """maxQueueDelayMicroseconds."""
+    instances: int
+    """Model instances."""
+
+
+class TuningMeasurement(ContractModel):
+    """One candidate as measured."""
+
+    settings: TritonSettings
+    """The config served."""
+    throughput: float
+    """Requests per second at the highest concurrency level."""
+    p50_ms: float
+    """Median latency at the highest concurrency level."""
+    p99_ms: float
+    """Highest p99 latency over the concurrency levels."""
+    within_budget: bool
+    """p99_ms <= the latency budget."""
+
+
+class TuningResult(ContractModel):
+    """What a tuning run measured and chose."""
+
+    chosen: TuningMeasurement
+    """What is served: the fastest within the budget, else the fastest."""
+    candidates: list[TuningMeasurement]
+    """Every candidate measured, in the order tried."""
+    latency_budget_ms: float
+    """The p99 budget measured against."""
+    budget_met: bool
+    """False: no candidate kept p99 within the budget (the fastest is served anyway)."""
+    best_p99_ms: float
+    """Lowest p99 any candidate reached."""
+    seconds: float
+    """Wall time of the tuning run, server start included."""
+    grid_size: int
+    """Candidates in the whole space."""
+    strategy: Literal["quick", "grid"]
+    """How the space was searched."""
+
+
 class PackageConfig(ContractModel):
     """Config of `python -m lepton_runtime package`: build a Triton model repository."""
 
@@ -451,6 +563,10 @@ class PackageConfig(ContractModel):
     """Instances and device kind."""
     warmup: bool = True
     """Add a warmup request so the first real request is not slow."""
+    tuning: TuningRequest | None = None
+    """Measure the tuning space on the real Triton and write the chosen settings instead of
+    maxBatchSize, dynamicBatching and instanceGroup.count (python backend only: the server
+    bundled with the runtime has no other)."""
     repository: str
     """Local directory of the model repository (created if missing)."""
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
@@ -464,6 +580,11 @@ class PackageConfig(ContractModel):
         if too_big:
             raise ValueError(
                 f"preferredBatchSizes {too_big} exceed maxBatchSize {self.max_batch_size}"
+            )
+        if self.tuning is not None and self.backend != "python":
+            raise ValueError(
+                f"tuning runs the python backend (the one the runtime's Triton has), not "
+                f"{self.backend}: set backend to python or drop tuning"
             )
         return self
 
@@ -481,6 +602,8 @@ class PackageSummary(ContractModel):
     """Triton backend."""
     config_path: str
     """Path of the generated config.pbtxt."""
+    tuning: TuningResult | None = None
+    """What tuning measured and chose, when it was asked for."""
 
 
 RuntimeConfig = Annotated[TrainConfig | CompressConfig | PackageConfig, Field(discriminator="kind")]

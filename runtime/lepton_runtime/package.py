@@ -79,10 +79,16 @@ def run(config: PackageConfig) -> PackageSummary:
     )
     config_path = model_dir / "config.pbtxt"
     storage.write_bytes(str(config_path), render_config(spec).encode())
+    tuning = None
+    if config.tuning is not None:
+        from lepton_runtime.tune.runner import tune  # noqa: PLC0415 (tritonclient, numpy)
+
+        tuning = tune(config.repository, spec, config.tuning)
     return PackageSummary(
         repository=config.repository,
         model_name=config.model_name,
         version=config.version,
         backend=config.backend,
         config_path=str(config_path),
+        tuning=tuning,
     )

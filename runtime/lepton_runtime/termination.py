@@ -48,4 +48,9 @@ def summary_json(summary: BaseModel) -> str:
             break
         data.pop(key, None)
         text = json.dumps(data, separators=(",", ":"))
+    # A tuning table (a grid search's, say) keeps its first candidates; the choice is whole.
+    candidates = (data.get("tuning") or {}).get("candidates") or []
+    while len(text.encode()) > MAX_BYTES and candidates:
+        candidates.pop()
+        text = json.dumps(data, separators=(",", ":"))
     return text

@@ -84,8 +84,12 @@ class LocalTritonServer:
         startup_timeout: float = 120.0,
         torch_threads: int = 1,
         log_verbose: int = 0,
+        explicit_model_control: bool = False,
     ) -> None:
         self.repository = Path(repository)
+        # Explicit control: nothing is loaded at start; models are loaded (and reloaded with a
+        # changed config.pbtxt) through the repository API, the server staying up in between.
+        self.explicit_model_control = explicit_model_control
         self.startup_timeout = startup_timeout
         self.torch_threads = torch_threads
         self.log_verbose = log_verbose
@@ -142,6 +146,8 @@ class LocalTritonServer:
             "--strict-readiness=true",
             f"--log-verbose={self.log_verbose}",
         ]
+        if self.explicit_model_control:
+            command.append("--model-control-mode=explicit")
         log = (workdir / "tritonserver.log").open("wb")
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=_server_env(self.torch_threads)

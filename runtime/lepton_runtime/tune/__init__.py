@@ -1,0 +1,1 @@
+"""Tuning a served model's Triton settings by measuring them (see runner.py)."""

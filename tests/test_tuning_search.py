@@ -1,0 +1,173 @@
+"""The tuning walk (runtime/lepton_runtime/tune/search.py) over synthetic throughput surfaces.
+
+The surfaces stand in for Triton only here: they let properties be checked over thousands of
+spaces in a second. The walk on the real server is tested in tests/runtime/test_tuning.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lepton_runtime.contract import TritonSettings, TuningMeasurement, TuningSpace
+from lepton_runtime.tune.search import Dimensions, better, choose, grid_search, quick_search
+
+
+def _measurement(
+    settings: TritonSettings, throughput: float, p99: float, budget: float
+) -> TuningMeasurement:
+    return TuningMeasurement(
+        settings=settings,
+        throughput=throughput,
+        p50_ms=p99 / 2,
+        p99_ms=p99,
+        within_budget=p99 <= budget,
+    )
+
+
+class Surface:
+    """A separable surface: throughput is a product of one peaked factor per dimension, so
+    each dimension alone rises to its peak and falls after it (the shape of batch size and
+    queue delay on a real server); p99 grows with the batch and the delay."""
+
+    def __init__(self, space: TuningSpace, peaks: tuple[int, int, int, int], budget: float) -> None:
+        self.dimensions = Dimensions.of(space)
+        self.peaks = peaks
+        self.budget = budget
+        self.calls: list[TritonSettings] = []
+
+    def _factor(self, axis: int, index: int) -> float:
+        return 1.0 / (1.0 + 0.5 * abs(index - self.peaks[axis]))
+
+    def index(self, settings: TritonSettings) -> tuple[int, int, int, int]:
+        d = self.dimensions
+        return (
+            d.batch.index(settings.max_batch_size),
+            d.delay.index(settings.max_queue_delay_microseconds),
+            d.preferred.index(settings.preferred_batch_size),
+            d.instances.index(settings.instances),
+        )
+
+    def __call__(self, settings: TritonSettings) -> TuningMeasurement:
+        self.calls.append(settings)
+        at = self.index(settings)
+        throughput = 1000.0 * math.prod(self._factor(axis, i) for axis, i in enumerate(at))
+        p99 = 1.0 + settings.max_batch_size / 16 + settings.max_queue_delay_microseconds / 1000
+        return _measurement(settings, throughput, p99, self.budget)
+
+
+SPACES = st.builds(
+    TuningSpace,
+    max_batch_sizes=st.lists(st.integers(1, 128), min_size=1, max_size=7, unique=True),
+    max_queue_delays_microseconds=st.lists(
+        st.integers(0, 5000), min_size=1, max_size=5, unique=True
+    ),
+    preferred_batch_sizes=st.just([]),
+    instance_counts=st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True),
+)
+
+
+def _peaks(space: TuningSpace, data: st.DataObject) -> tuple[int, int, int, int]:
+    sizes = Dimensions.of(space).sizes
+    return tuple(data.draw(st.integers(0, n - 1)) for n in sizes)  # type: ignore[return-value]
+
+
+@settings(max_examples=300, deadline=None)
+@given(space=SPACES, data=st.data())
+def test_quick_finds_the_grid_best_of_a_separable_peaked_surface(
+    space: TuningSpace, data: st.DataObject
+) -> None:
+    surface = Surface(space, _peaks(space, data), budget=math.inf)
+    quick = choose(quick_search(space, surface, min_gain=0.0))
+    best = choose(grid_search(space, Surface(space, surface.peaks, math.inf)))
+    assert quick.throughput == pytest.approx(best.throughput)
+
+
+@settings(max_examples=300, deadline=None)
+@given(space=SPACES, data=st.data(), budget=st.floats(1.0, 20.0))
+def test_quick_never_measures_twice_and_measures_less_than_the_grid(
+    space: TuningSpace, data: st.DataObject, budget: float
+) -> None:
+    surface = Surface(space, _peaks(space, data), budget)
+    measured = quick_search(space, surface, min_gain=0.03)
+    keys = [s.model_dump_json() for s in surface.calls]
+    assert len(keys) == len(set(keys))
+    assert len(measured) == len(surface.calls) <= len(Dimensions.of(space).all())
+
+
+@settings(max_examples=300, deadline=None)
+@given(space=SPACES, data=st.data(), budget=st.floats(1.0, 20.0))
+def test_the_choice_is_the_fastest_within_budget_else_the_fastest(
+    space: TuningSpace, data: st.DataObject, budget: float
+) -> None:
+    measured = quick_search(space, Surface(space, _peaks(space, data), budget), min_gain=0.03)
+    chosen = choose(measured)
+    within = [m for m in measured if m.within_budget]
+    if within:
+        assert chosen.within_budget
+        assert chosen.throughput == max(m.throughput for m in within)
+    else:
+        assert chosen.throughput == max(m.throughput for m in measured)
+
+
+def test_preferred_sizes_above_a_candidates_batch_are_never_tried() -> None:
+    space = TuningSpace(
+        max_batch_sizes=[1, 8, 32], max_queue_delays_microseconds=[100], preferred_batch_sizes=[16]
+    )
+    candidates = Dimensions.of(space).all()
+    assert all(
+        c.preferred_batch_size is None or c.preferred_batch_size <= c.max_batch_size
+        for c in candidates
+    )
+    assert len(candidates) == (3 + 1) * 2  # none for every batch, 16 only with 32; x2 instances
+    surface = Surface(space, (2, 0, 1, 0), budget=math.inf)
+    quick_search(space, surface, min_gain=0.0)
+    assert all(
+        c.preferred_batch_size is None or c.preferred_batch_size <= c.max_batch_size
+        for c in surface.calls
+    )
+
+
+def test_the_walk_starts_small_near_the_usual_delay() -> None:
+    space = TuningSpace(max_batch_sizes=[1, 8], max_queue_delays_microseconds=[0, 50, 500])
+    assert Dimensions.of(space).settings(Dimensions.of(space).start()) == TritonSettings(
+        max_batch_size=1, max_queue_delay_microseconds=50, instances=1
+    )
+
+
+S = TritonSettings(max_batch_size=8, max_queue_delay_microseconds=100, instances=1)
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "expected"),
+    [
+        ((1100, 4.0), (1000, 4.0), True),  # +10% within budget
+        ((1020, 4.0), (1000, 4.0), False),  # +2%: below the 3% that counts as rising
+        ((500, 4.0), (2000, 9.0), True),  # within budget beats any throughput over it
+        ((2000, 9.0), (500, 4.0), False),
+        ((900, 7.0), (1000, 9.0), True),  # both over: closer to the budget wins
+        ((900, 8.9), (1000, 9.0), False),
+    ],
+)
+def test_better(new: tuple[float, float], old: tuple[float, float], expected: bool) -> None:
+    budget = 5.0
+    assert (
+        better(_measurement(S, *new, budget), _measurement(S, *old, budget), min_gain=0.03)
+        is expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_batch_sizes": [0, 8]}, "maxBatchSizes must be >= 1"),
+        ({"max_batch_sizes": [8], "preferred_batch_sizes": [16]}, "between 1 and"),
+        ({"instance_counts": [0]}, "instanceCounts"),
+    ],
+)
+def test_contradictory_spaces_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TuningSpace.model_validate(fields)
