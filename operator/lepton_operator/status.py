@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from lepton_operator.api.base import TEXT_MAX, Condition, ConditionStatus, EndpointPhase, JobPhase
 from lepton_operator.api.compression import CompressionResults, CompressionTrial
+from lepton_operator.api.endpoint import EndpointTuningStatus
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.runtime_config import StorageLayout
 from lepton_runtime.contract import CompressSummary, TrainSummary
@@ -369,6 +370,29 @@ def derive_endpoint_core(
     return EndpointCore(
         state, book.conditions, f"{replicas_text}; {stuck.message}" if stuck else replicas_text
     )
+
+
+def with_tuning_outcome(
+    core: EndpointCore,
+    tuning: EndpointTuningStatus | None,
+    budget_ms: float | None,
+    generation: int,
+    now: datetime,
+) -> EndpointCore:
+    """A serving endpoint whose tuning met no candidate within the latency budget is Degraded:
+    it serves the fastest configuration, and says how far from the budget that is."""
+    if core.phase != "Available" or tuning is None or tuning.budget_met or budget_ms is None:
+        return core
+    chosen = tuning.chosen
+    message = (
+        f"no tuned configuration kept p99 within the {budget_ms:g} ms budget (best p99 seen "
+        f"{tuning.best_p99_ms:.2f} ms over {len(tuning.candidates)} candidates): serving the "
+        f"fastest, {chosen.throughput:.0f} req/s at p99 {chosen.p99_ms:.2f} ms; raise "
+        "spec.tuning.latencyBudgetMs, lower spec.tuning.concurrency, or add resources"
+    )
+    book = ConditionBook(list(core.conditions), generation, now)
+    book.put("Degraded", "True", "LatencyBudgetNotMet", message)
+    return EndpointCore("Degraded", book.conditions, message)
 
 
 PhaseEvent = tuple[Literal["Normal", "Warning"], str, str]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, JsonValue
 
 from lepton_operator.api.base import (
     LIST_MAX,
@@ -165,6 +165,70 @@ class EndpointResources(LeptonModel):
     """Memory request and limit of each replica."""
 
 
+def _int_set(default: list[int], max_items: int = 16) -> Any:
+    """A list-type set of bounded integers with a default (one tuning dimension)."""
+    schema_default: list[JsonValue] = list(default)
+    return Field(
+        default_factory=lambda: list(default),
+        min_length=1,
+        max_length=max_items,
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": schema_default},
+    )
+
+
+class TuningSpaceSpec(LeptonModel):
+    """The Triton settings tuning may choose from; each list is one dimension of the search."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.preferredBatchSizes) || !has(self.maxBatchSizes) || "
+                    "self.preferredBatchSizes.all(p, self.maxBatchSizes.exists(m, p <= m))",
+                    "message": "every tuning.space.preferredBatchSizes entry must be <= the "
+                    "largest tuning.space.maxBatchSizes entry: lower it or add a larger "
+                    "maxBatchSizes entry",
+                }
+            ]
+        }
+    )
+
+    max_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = _int_set([1, 4, 8, 16, 32, 64])
+    """maxBatchSize values to try."""
+    max_queue_delays_microseconds: list[Annotated[int, Field(ge=0, le=10_000_000)]] = _int_set(
+        [0, 100, 500, 2000]
+    )
+    """dynamicBatching.maxQueueDelayMicroseconds values to try."""
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": []},
+    )
+    """Preferred batch sizes to try one at a time, besides none (default: none only)."""
+    instance_counts: list[Annotated[int, Field(ge=1, le=64)]] = _int_set([1, 2], 8)
+    """instanceGroup.count values to try."""
+
+
+class TuningSpec(LeptonModel):
+    """Measure Triton configurations under load before serving and serve the fastest whose
+    p99 latency stays within the budget."""
+
+    latency_budget_ms: float = Field(gt=0, le=60_000)
+    """p99 latency, in milliseconds, every concurrency level must stay within."""
+    concurrency: list[Annotated[int, Field(ge=1, le=1024)]] = _int_set([8], 4)
+    """Concurrent closed-loop clients to measure at (one value, or up to four: throughput
+    counts at the highest, the budget at every one)."""
+    space: TuningSpaceSpec = Field(
+        default_factory=TuningSpaceSpec, json_schema_extra={"default": {}}
+    )
+    """What tuning may change (defaults: batch 1-64, delay 0-2000 us, 1-2 instances)."""
+    seconds_per_candidate: float = Field(default=1.5, ge=0.2, le=60)
+    """Measured load per candidate and concurrency level."""
+    strategy: Literal["quick", "grid"] = "quick"
+    """quick: hill-climb one setting at a time until throughput stops rising; grid: measure
+    every candidate."""
+
+
 class EndpointSpec(LeptonModel):
     """Desired state of a LeptonEndpoint."""
 
@@ -179,6 +243,13 @@ class EndpointSpec(LeptonModel):
                     "rule": "!has(self.resources.gpuType) || self.resources.gpus > 0",
                     "message": "resources.gpuType is set but resources.gpus is 0: ask for at "
                     "least one GPU or remove gpuType",
+                },
+                {
+                    "rule": "!has(self.tuning) || (has(self.triton.backend) && "
+                    "self.triton.backend == 'python')",
+                    "message": "tuning measures the python backend (the Triton of the runtime "
+                    "image has no other): set triton.backend to python, or remove tuning",
+                    "fieldPath": ".tuning",
                 },
             ]
         }
@@ -204,6 +275,52 @@ class EndpointSpec(LeptonModel):
         default_factory=PodMetadata, json_schema_extra={"default": {}}
     )
     """Labels and annotations added to every pod."""
+    tuning: TuningSpec | None = None
+    """Tune maxBatchSize, the queue delay and the instance count to a latency budget by
+    measuring them on the real Triton before serving (python backend)."""
+
+
+class TuningCandidate(LeptonModel):
+    """One configuration as measured."""
+
+    max_batch_size: int = Field(ge=1)
+    """maxBatchSize."""
+    preferred_batch_size: int | None = Field(default=None, ge=1)
+    """The preferred batch size, if any."""
+    max_queue_delay_microseconds: int = Field(ge=0)
+    """dynamicBatching.maxQueueDelayMicroseconds."""
+    instances: int = Field(ge=1)
+    """instanceGroup.count."""
+    throughput: float = Field(ge=0)
+    """Requests per second at the highest concurrency level."""
+    p50_ms: float = Field(ge=0)
+    """Median latency there."""
+    p99_ms: float = Field(ge=0)
+    """Highest p99 latency over the concurrency levels."""
+    within_budget: bool
+    """p99Ms <= latencyBudgetMs."""
+
+
+class EndpointTuningStatus(LeptonModel):
+    """What the last tuning run measured and chose."""
+
+    key: str = Field(max_length=64)
+    """Digest of the model URI and spec.tuning it ran for: an unchanged key reuses the
+    choice without measuring again."""
+    chosen: TuningCandidate
+    """The configuration served."""
+    budget_met: bool
+    """False: no candidate met the budget and the fastest is served (phase Degraded)."""
+    best_p99_ms: float = Field(ge=0)
+    """Lowest p99 any candidate reached."""
+    seconds: float = Field(ge=0)
+    """Wall time of the tuning run."""
+    strategy: Literal["quick", "grid"]
+    """How the space was searched."""
+    grid_size: int = Field(ge=0)
+    """Candidates in the whole space."""
+    candidates: list[TuningCandidate] = Field(default_factory=list, max_length=64)
+    """Every candidate measured, in the order tried."""
 
 
 class EndpointStatus(LeptonModel):
@@ -239,6 +356,8 @@ class EndpointStatus(LeptonModel):
     """The node pool the replicas were placed on."""
     queue_position: int | None = Field(default=None, ge=1)
     """While Queued: the endpoint's place in the GPU admission queue (1 is next)."""
+    tuning: EndpointTuningStatus | None = None
+    """The tuning result being served (spec.tuning)."""
 
 
 class LeptonEndpoint(LeptonModel):

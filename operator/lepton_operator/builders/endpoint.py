@@ -7,6 +7,8 @@ then serves it. Triton itself never needs cloud credentials or torch.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,7 @@ from lepton_operator.builders.pod import (
 from lepton_operator.builders.runtime_config import StorageLayout, render_package_config
 from lepton_operator.scheduling.placement import Placement
 from lepton_operator.settings import OperatorSettings
-from lepton_runtime.contract import RuntimeOptions
+from lepton_runtime.contract import PackageConfig, RuntimeOptions, TritonSettings
 
 COMPONENT = "endpoint"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
@@ -43,6 +45,12 @@ MODEL_VERSION = "1"
 # Names the Prometheus adapter exposes Triton's metrics under (see docs/autoscaling.md).
 QUEUE_TIME_METRIC = "lepton_triton_queue_time_microseconds"
 INFERENCE_RATE_METRIC = "lepton_triton_inference_requests_per_second"
+# On the pod template: what the pods were rendered to serve. A change rolls the Deployment;
+# pinning a tuning result (the same model and space) does not.
+PACKAGE_DIGEST_ANNOTATION = "lepton.ai/package-digest"
+# Which tuning run a pod's package step reports on (the pod watch reads it back).
+TUNING_KEY_ANNOTATION = "lepton.ai/tuning-key"
+PACKAGE_CONTAINER = "fetch-model"
 
 
 @dataclass(frozen=True)
@@ -84,17 +92,66 @@ def _metadata(endpoint: LeptonEndpoint, name: str) -> dict[str, Any]:
     return child_metadata("LeptonEndpoint", endpoint.metadata, name, COMPONENT)
 
 
-def render_package_config_map(
-    endpoint: LeptonEndpoint, source: ResolvedEndpointSource, settings: OperatorSettings
-) -> dict[str, Any]:
-    config = render_package_config(
+def tuning_key(endpoint: LeptonEndpoint, model_uri: str) -> str | None:
+    """Digest of what a tuning run depends on: the model and spec.tuning (None: no tuning)."""
+    tuning = endpoint.spec.tuning
+    if tuning is None:
+        return None
+    what = {
+        "modelURI": model_uri,
+        "tuning": tuning.to_wire(),
+        "resources": endpoint.spec.resources.to_wire(),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pinned_choice(endpoint: LeptonEndpoint, model_uri: str) -> TritonSettings | None:
+    """The tuning result in status, when it was measured for this model and tuning spec."""
+    status = endpoint.status.tuning if endpoint.status else None
+    key = tuning_key(endpoint, model_uri)
+    if status is None or key is None or status.key != key:
+        return None
+    chosen = status.chosen
+    return TritonSettings(
+        max_batch_size=chosen.max_batch_size,
+        preferred_batch_size=chosen.preferred_batch_size,
+        max_queue_delay_microseconds=chosen.max_queue_delay_microseconds,
+        instances=chosen.instances,
+    )
+
+
+def _package_config(
+    endpoint: LeptonEndpoint,
+    source: ResolvedEndpointSource,
+    settings: OperatorSettings,
+    tuned: TritonSettings | None,
+) -> PackageConfig:
+    return render_package_config(
         endpoint.spec,
         model_uri=source.model_uri,
         model_name=model_name(endpoint),
         repository=MODEL_REPOSITORY,
         layout=StorageLayout(settings.pvc_mount_root),
         runtime=RuntimeOptions(termination_message_path=TERMINATION_MESSAGE_PATH),
+        tuned=tuned,
     )
+
+
+def package_digest(
+    endpoint: LeptonEndpoint, source: ResolvedEndpointSource, settings: OperatorSettings
+) -> str:
+    """Digest of the package config before any tuning result is pinned into it."""
+    wire = _package_config(endpoint, source, settings, None).to_wire()
+    return hashlib.sha256(wire.encode()).hexdigest()[:16]
+
+
+def render_package_config_map(
+    endpoint: LeptonEndpoint,
+    source: ResolvedEndpointSource,
+    settings: OperatorSettings,
+    tuned: TritonSettings | None = None,
+) -> dict[str, Any]:
+    config = _package_config(endpoint, source, settings, tuned)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -111,6 +168,16 @@ def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def _package_annotations(
+    endpoint: LeptonEndpoint, source: ResolvedEndpointSource, settings: OperatorSettings
+) -> dict[str, str]:
+    annotations = {PACKAGE_DIGEST_ANNOTATION: package_digest(endpoint, source, settings)}
+    key = tuning_key(endpoint, source.model_uri)
+    if key is not None:
+        annotations[TUNING_KEY_ANNOTATION] = key
+    return annotations
+
+
 def render_deployment(
     endpoint: LeptonEndpoint,
     source: ResolvedEndpointSource,
@@ -121,13 +188,22 @@ def render_deployment(
     resources = spec.resources
     storage = storage_for([source.model_uri], [source.secret_ref], settings.pvc_mount_root)
     repository_mount = {"name": "model-repository", "mountPath": MODEL_REPOSITORY}
+    # Tuning measures the model on this pod's own share of the node (its CPUs, its GPU):
+    # init containers run before Triton does, so asking for the same costs the pod nothing.
+    package_resources = (
+        container_resources(
+            resources.cpu, resources.memory, resources.gpus, settings.gpu_resource, False
+        )
+        if spec.tuning is not None
+        else container_resources("500m", "1Gi", 0, settings.gpu_resource, False)
+    )
     fetch_model = {
-        "name": "fetch-model",
+        "name": PACKAGE_CONTAINER,
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "lepton_runtime", "package", "--config", CONFIG_PATH],
         "env": [{"name": "HOME", "value": "/tmp"}],
-        "resources": container_resources("500m", "1Gi", 0, settings.gpu_resource, False),
+        "resources": package_resources,
         "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -207,7 +283,10 @@ def render_deployment(
         "template": {
             "metadata": template_metadata(
                 child_labels("LeptonEndpoint", endpoint.metadata, COMPONENT),
-                owner_annotation("LeptonEndpoint", endpoint.metadata),
+                {
+                    **owner_annotation("LeptonEndpoint", endpoint.metadata),
+                    **_package_annotations(endpoint, source, settings),
+                },
                 spec.pod_metadata,
             ),
             "spec": pod_spec,
@@ -308,8 +387,9 @@ def render_endpoint_children(
 ) -> list[dict[str, Any]]:
     """ConfigMap, Deployment, Service, then the optional HPA and PDB, in apply order."""
     optional = [render_hpa(endpoint), render_pdb(endpoint)]
+    tuned = pinned_choice(endpoint, source.model_uri)
     return [
-        render_package_config_map(endpoint, source, settings),
+        render_package_config_map(endpoint, source, settings, tuned),
         render_deployment(endpoint, source, placement, settings),
         render_service(endpoint),
         *[manifest for manifest in optional if manifest is not None],

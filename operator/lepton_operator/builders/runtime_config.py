@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lepton_operator.api.common import DatasetSpec
 from lepton_operator.api.compression import CompressionSpec
-from lepton_operator.api.endpoint import EndpointSpec
+from lepton_operator.api.endpoint import EndpointSpec, TuningSpec
 from lepton_operator.api.training import ModelSpec, TrainingJobSpec
 from lepton_runtime.contract import (
     AccuracyGuard,
@@ -25,6 +25,9 @@ from lepton_runtime.contract import (
     PruningSpec,
     RuntimeOptions,
     TrainConfig,
+    TritonSettings,
+    TuningRequest,
+    TuningSpace,
     UserModelSpec,
 )
 from lepton_runtime.contract import CheckpointSpec as RuntimeCheckpoint
@@ -176,6 +179,23 @@ def render_compress_config(
     )
 
 
+def tuning_request(tuning: TuningSpec) -> TuningRequest:
+    """The runtime's tuning contract for spec.tuning."""
+    space = tuning.space
+    return TuningRequest(
+        latency_budget_ms=tuning.latency_budget_ms,
+        concurrency=tuning.concurrency,
+        space=TuningSpace(
+            max_batch_sizes=space.max_batch_sizes,
+            max_queue_delays_microseconds=space.max_queue_delays_microseconds,
+            preferred_batch_sizes=space.preferred_batch_sizes,
+            instance_counts=space.instance_counts,
+        ),
+        seconds_per_candidate=tuning.seconds_per_candidate,
+        strategy=tuning.strategy,
+    )
+
+
 def render_package_config(
     spec: EndpointSpec,
     *,
@@ -184,24 +204,42 @@ def render_package_config(
     repository: str,
     layout: StorageLayout,
     runtime: RuntimeOptions,
+    tuned: TritonSettings | None = None,
 ) -> PackageConfig:
-    """The `package` contract: lay out the Triton model repository for an endpoint."""
+    """The `package` contract: lay out the Triton model repository for an endpoint.
+
+    With spec.tuning, the package step measures the tuning space and serves its choice; once
+    a choice is known for this model and space (`tuned`), it is written as the settings and
+    nothing is measured again (a replica added later serves the same config at once).
+    """
     triton = spec.triton
     batching = triton.dynamic_batching
     instance_kind = triton.instance_group.kind
     if instance_kind == "auto":
         instance_kind = "gpu" if spec.resources.gpus > 0 else "cpu"
+    max_batch_size = triton.max_batch_size
+    dynamic_batching = DynamicBatching(
+        enabled=batching.enabled and triton.max_batch_size > 0,
+        preferred_batch_sizes=batching.preferred_batch_sizes,
+        max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
+    )
+    instances = triton.instance_group.count
+    if spec.tuning is not None and tuned is not None:
+        max_batch_size, instances = tuned.max_batch_size, tuned.instances
+        preferred = tuned.preferred_batch_size
+        dynamic_batching = DynamicBatching(
+            enabled=True,
+            preferred_batch_sizes=[preferred] if preferred else [],
+            max_queue_delay_microseconds=tuned.max_queue_delay_microseconds,
+        )
     return PackageConfig(
         model_uri=layout.to_runtime_uri(model_uri),
         model_name=model_name,
         backend=triton.backend,
-        max_batch_size=triton.max_batch_size,
-        dynamic_batching=DynamicBatching(
-            enabled=batching.enabled and triton.max_batch_size > 0,
-            preferred_batch_sizes=batching.preferred_batch_sizes,
-            max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
-        ),
-        instance_group=InstanceGroup(count=triton.instance_group.count, kind=instance_kind),
+        max_batch_size=max_batch_size,
+        dynamic_batching=dynamic_batching,
+        instance_group=InstanceGroup(count=instances, kind=instance_kind),
+        tuning=tuning_request(spec.tuning) if spec.tuning and tuned is None else None,
         repository=repository,
         runtime=runtime,
     )

@@ -42,6 +42,8 @@ from lepton_operator.services.kueue_workloads import KUEUE_WORKLOADS
 from lepton_operator.services.refused_pods import REFUSED_PODS, Outcome
 from lepton_operator.services.status_refresh import OwnerKey
 from lepton_operator.services.stuck_pods import STUCK_PODS
+from lepton_operator.services.tuning_results import TUNING_RESULTS
+from lepton_operator.tuning_reports import tuning_report
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 TRAINING, COMPRESSION = "LeptonTrainingJob", "LeptonCompression"
@@ -138,9 +140,15 @@ def pod_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
     if owner is None or not meta.namespace:
         return
     kind, name = owner
+    key = (kind, meta.namespace, name)
     problem = None if type == "DELETED" else pod_problem(body)
-    if STUCK_PODS.record((kind, meta.namespace, name), meta.name, problem):
-        status_refresh_queue().mark((kind, meta.namespace, name))
+    changed = STUCK_PODS.record(key, meta.name, problem)
+    # An endpoint pod's package step reports what tuning measured and chose.
+    report = tuning_report(body) if kind == "LeptonEndpoint" else None
+    if report is not None:
+        changed = TUNING_RESULTS.record(key, report) or changed
+    if changed:
+        status_refresh_queue().mark(key)
 
 
 def _create_outcome(body: kopf.Body, **_: Any) -> bool:

@@ -17,8 +17,11 @@ from lepton_operator.builders.endpoint import (
     grpc_address,
     minimum_replicas,
     model_name,
+    pinned_choice,
     render_endpoint_children,
+    render_package_config_map,
     service_url,
+    tuning_key,
 )
 from lepton_operator.handlers.admission import Ask, apply_when_admitted, queued_as
 from lepton_operator.handlers.context import (
@@ -39,7 +42,9 @@ from lepton_operator.resolve import (
     source_output_secret,
     source_reference,
 )
-from lepton_operator.status import Blocker, clipped, derive_endpoint_core
+from lepton_operator.services.tuning_results import TUNING_RESULTS
+from lepton_operator.status import Blocker, clipped, derive_endpoint_core, with_tuning_outcome
+from lepton_operator.tuning_reports import current_tuning
 
 PLURAL = "leptonendpoints"
 OPTIONAL_API_VERSIONS = {
@@ -92,6 +97,15 @@ def refresh_endpoint_status(
     core = derive_endpoint_core(
         previous.conditions if previous else [], meta.generation, observation, now()
     )
+    served_uri = model_uri or (previous.model_uri if previous else None)
+    key = tuning_key(endpoint, served_uri) if served_uri else None
+    tuning = current_tuning(
+        key,
+        previous.tuning if previous else None,
+        TUNING_RESULTS.get(("LeptonEndpoint", meta.namespace, meta.name)),
+    )
+    budget = endpoint.spec.tuning.latency_budget_ms if endpoint.spec.tuning else None
+    core = with_tuning_outcome(core, tuning, budget, meta.generation, now())
     domain = settings().cluster_domain
     serving = observation.exists
     status = EndpointStatus(
@@ -105,11 +119,25 @@ def refresh_endpoint_status(
         ready_replicas=observation.ready_replicas if serving else None,
         model_name=model_name(endpoint),
         model_version=MODEL_VERSION,
-        model_uri=model_uri or (previous.model_uri if previous else None),
+        model_uri=served_uri,
         pool=observation.pool or (previous.pool if previous else None),
         queue_position=blocker.queue_position if blocker is not None else None,
+        tuning=tuning,
     )
     publish_status(body, previous, status, core.phase)
+    if tuning is not None and served_uri and (previous is None or previous.tuning != tuning):
+        pin_tuning(endpoint.model_copy(update={"status": status}), served_uri)
+
+
+def pin_tuning(endpoint: LeptonEndpoint, model_uri: str) -> None:
+    """Write a new tuning choice into the package ConfigMap: replicas started from now on
+    serve it without measuring again. The pod template does not change (its digest covers
+    the spec, not the choice), so no pod restarts for it."""
+    choice = pinned_choice(endpoint, model_uri)
+    if choice is None or endpoint.status is None:
+        return
+    source = ResolvedEndpointSource(model_uri)
+    k8s.apply(render_package_config_map(endpoint, source, settings(), choice))
 
 
 def endpoint_ask(endpoint: LeptonEndpoint) -> Ask:
