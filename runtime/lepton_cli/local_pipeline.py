@@ -50,8 +50,10 @@ from lepton_operator.search import sampler
 from lepton_runtime.contract import (
     CompressSummary,
     PackageConfig,
+    PackageSummary,
     RuntimeOptions,
     TrainSummary,
+    TuningResult,
 )
 from lepton_runtime.contract import DatasetSpec as RuntimeDataset
 from lepton_runtime.data.synthetic import parse_synthetic_uri
@@ -255,7 +257,7 @@ class LocalPipelineRunner:
         )
         return outcome
 
-    def package(self, progress: StepProgress) -> PackageConfig:
+    def package(self, progress: StepProgress) -> tuple[PackageConfig, TuningResult | None]:
         endpoint = self.pipeline.endpoint
         assert endpoint is not None
         source = self.pipeline.compression or self._source_job()
@@ -270,12 +272,22 @@ class LocalPipelineRunner:
         )
         if config.backend not in available_triton_backends():
             config = config.model_copy(update={"backend": FALLBACK_BACKEND})
+        if config.tuning is not None:
+            progress.update(task, status="tuning on the local Triton")
         with self._step("package"):
-            self._note(run_job(RuntimeJob("package", config, 1, self.jobs_dir), self.supervisor))
-        progress.update(task, completed=1, status=f"{config.backend} backend")
-        return config
+            outcome = run_job(RuntimeJob("package", config, 1, self.jobs_dir), self.supervisor)
+            self._note(outcome)
+        summary = PackageSummary.model_validate_json(outcome.summary)
+        status = f"{config.backend} backend"
+        if summary.tuning is not None:
+            chosen = summary.tuning.chosen
+            status += f", tuned: {chosen.throughput:,.0f} req/s at p99 {chosen.p99_ms:.1f} ms"
+        progress.update(task, completed=1, status=status)
+        return config, summary.tuning
 
-    def serve(self, progress: StepProgress, package: PackageConfig) -> ServingOutcome:
+    def serve(
+        self, progress: StepProgress, package: PackageConfig, tuning: TuningResult | None = None
+    ) -> ServingOutcome:
         endpoint = self.pipeline.endpoint
         assert endpoint is not None
         from lepton_runtime.data import load_splits  # noqa: PLC0415 (torch: only when serving)
@@ -313,6 +325,7 @@ class LocalPipelineRunner:
             backend_requested=endpoint.spec.triton.backend,
             backend_served=package.backend,
             result=result,
+            tuning=tuning,
         )
 
     def search(self) -> tuple[SearchOutcome, TrainingOutcome | None]:
@@ -375,7 +388,7 @@ class LocalPipelineRunner:
                     training = self.train(progress)
                 compression = self.compress(progress) if self.pipeline.compression else None
                 if self.pipeline.endpoint is not None:
-                    serving = self.serve(progress, self.package(progress))
+                    serving = self.serve(progress, *self.package(progress))
         finally:
             with interrupts_ignored():
                 self.supervisor.stop_all()

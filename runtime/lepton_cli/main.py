@@ -158,7 +158,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     except (JobError, VolumeError) as error:
         console.print(f"[red]failed:[/red] {escape(str(error))}")
         return EXIT_FAILED
-    plots = write_plots(options.output_dir, summary.training, summary.compression, summary.search)
+    plots = write_plots(
+        options.output_dir, summary.training, summary.compression, summary.search, summary.serving
+    )
     summary = summary.model_copy(update={"plots": [str(p) for p in plots]})
     write_summary(summary, options.output_dir)
     print_report(summary, console)

@@ -19,6 +19,9 @@ FAST_GUARD = {"maxAccuracyDrop": 5, "mode": "absolute", "maxTrials": 3}
 FAST_MODEL = {"name": "leptonnet", "parameters": {"widthMultiplier": 0.25, "depthMultiplier": 0.5}}
 FAST_SEARCH_TRIALS = 4
 FAST_SEARCH_EPOCHS = 2  # hyperband needs a rung above its first
+# Tuning still walks a real space on the real Triton, a smaller one and briefly.
+FAST_TUNING = {"secondsPerCandidate": 0.3}
+FAST_TUNING_SPACE = {"maxBatchSizes": [1, 8, 32], "instanceCounts": [1]}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ def _fast(kind: str, spec: dict[str, Any]) -> None:
         _section(spec, "accuracyGuard").update(FAST_GUARD)
         if "evaluation" in spec:
             spec["evaluation"] = {"dataset": dict(FAST_DATASET)}
+    elif kind == "LeptonEndpoint" and isinstance(spec.get("tuning"), dict):
+        spec["tuning"].update(FAST_TUNING)
+        _section(spec["tuning"], "space").update(FAST_TUNING_SPACE)
     elif kind == "LeptonSearch":
         # Every trial fast, and a few of them (each trial's own values of the space stay).
         template = _section(spec, "template")

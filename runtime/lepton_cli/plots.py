@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lepton_cli.results import CompressionOutcome, SearchOutcome, TrainingOutcome
+from lepton_cli.results import CompressionOutcome, SearchOutcome, ServingOutcome, TrainingOutcome
 
 LOSS_PLOT = "training-loss.png"
 TRADEOFF_PLOT = "compression-tradeoff.png"
 SEARCH_PLOT = "search-pareto.png"
+TUNING_PLOT = "endpoint-tuning.png"
 
 
 def _save(figure: Figure, axes: Axes, path: Path) -> Path:
@@ -138,11 +139,41 @@ def plot_search(search: SearchOutcome, path: Path) -> Path:
     return _save(figure, axes, path)
 
 
+def plot_tuning(serving: ServingOutcome, path: Path) -> Path:
+    """Throughput against p99 latency of every candidate tuning measured, the latency budget
+    and the choice marked."""
+    tuning = serving.tuning
+    assert tuning is not None
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    for within, (marker, color, label) in {
+        True: ("o", "tab:blue", "within the budget"),
+        False: ("x", "tab:gray", "over the budget"),
+    }.items():
+        points = [(m.p99_ms, m.throughput) for m in tuning.candidates if m.within_budget is within]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axes.scatter(xs, ys, marker=marker, color=color, label=label)
+    axes.axvline(tuning.latency_budget_ms, color="tab:red", linestyle="--", label="p99 budget")
+    chosen = tuning.chosen
+    settings = chosen.settings
+    axes.scatter([chosen.p99_ms], [chosen.throughput], s=160, facecolors="none",
+                 edgecolors="tab:red", linewidths=2, label="served")  # fmt: skip
+    axes.set_xlabel("p99 latency (ms)")
+    axes.set_ylabel("requests per second")
+    axes.set_title(
+        f"Tuning {serving.name}: maxBatchSize {settings.max_batch_size}, delay "
+        f"{settings.max_queue_delay_microseconds} us, {settings.instances} instance(s)"
+    )
+    axes.legend()
+    return _save(figure, axes, path)
+
+
 def write_plots(
     output_dir: Path,
     training: TrainingOutcome | None,
     compression: CompressionOutcome | None,
     search: SearchOutcome | None = None,
+    serving: ServingOutcome | None = None,
 ) -> list[Path]:
     """Every plot the run has data for."""
     paths = []
@@ -152,4 +183,6 @@ def write_plots(
         paths.append(plot_training_loss(training, output_dir / LOSS_PLOT))
     if compression is not None:
         paths.append(plot_compression_tradeoff(compression, output_dir / TRADEOFF_PLOT))
+    if serving is not None and serving.tuning is not None:
+        paths.append(plot_tuning(serving, output_dir / TUNING_PLOT))
     return paths

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lepton_cli.results import RunSummary
-from lepton_runtime.contract import CompressSummary
+from lepton_runtime.contract import CompressSummary, TuningResult
 
 SUMMARY_FILE = "summary.json"
 
@@ -31,6 +31,28 @@ def _served_file(summary: RunSummary) -> str:
     if compression is not None and "model.lpc" in compression.summary.formats:
         return "model.lpc, the same weights"
     return "the same TorchScript"
+
+
+def _tuning_rows(tuning: TuningResult | None) -> list[tuple[str, str]]:
+    if tuning is None:
+        return []
+    chosen = tuning.chosen
+    settings = chosen.settings
+    preferred = settings.preferred_batch_size
+    verdict = (
+        ""
+        if tuning.budget_met
+        else f" [red](over the {tuning.latency_budget_ms:g} ms budget)[/red]"
+    )
+    return [
+        ("tuned config", f"maxBatchSize {settings.max_batch_size}, delay "
+         f"{settings.max_queue_delay_microseconds} us, preferred {preferred or 'none'}, "
+         f"{settings.instances} instance(s)"),
+        ("tuned load", f"[bold]{chosen.throughput:,.0f} requests/s[/bold] at p99 "
+         f"{chosen.p99_ms:.2f} ms{verdict} (gRPC)"),
+        ("tuning", f"{len(tuning.candidates)} of {tuning.grid_size} candidates "
+         f"({tuning.strategy}), {tuning.seconds:.0f} s"),
+    ]  # fmt: skip
 
 
 def build_table(summary: RunSummary) -> Table:
@@ -114,6 +136,7 @@ def build_table(summary: RunSummary) -> Table:
                 ("throughput", f"{served.throughput_per_second:,.0f} requests/s "
                  f"({served.concurrency} clients, HTTP)"),
                 ("backend", backend),
+                *_tuning_rows(serving.tuning),
                 ("time", f"{seconds.get('package', 0) + seconds.get('serve', 0):.1f} s"),
             ],
         )  # fmt: skip

@@ -6,7 +6,7 @@ from pydantic import Field, computed_field
 
 from lepton_cli.inference import CamelModel, ServingResult
 from lepton_operator.api.search import SearchStatus
-from lepton_runtime.contract import CompressSummary, TrainSummary
+from lepton_runtime.contract import CompressSummary, TrainSummary, TuningResult
 
 
 class LossSample(CamelModel):
@@ -69,6 +69,8 @@ class ServingOutcome(CamelModel):
     backend_served: str
     """The backend the local Triton ran (it ships only the python backend)."""
     result: ServingResult
+    tuning: TuningResult | None = None
+    """What the package step measured and chose (spec.tuning)."""
 
 
 class RunSummary(CamelModel):
