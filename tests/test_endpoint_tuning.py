@@ -18,6 +18,7 @@ from lepton_operator.builders.endpoint import (
     tuning_key,
 )
 from lepton_operator.scheduling.placement import Placement
+from lepton_operator.services.tuning_results import TuningResults
 from lepton_operator.settings import OperatorSettings
 from lepton_operator.status import EndpointCore, with_tuning_outcome
 from lepton_operator.tuning_reports import current_tuning, tuning_report, tuning_status
@@ -236,3 +237,17 @@ def test_a_met_budget_or_no_tuning_leaves_the_phase() -> None:
     progressing = EndpointCore("Progressing", [], "0/1 replicas ready")
     unmet = tuning_status(type(report)(report.key, _result(budget_met=False)))
     assert with_tuning_outcome(progressing, unmet, 5.0, 3, NOW).phase == "Progressing"
+
+
+def test_an_old_pods_report_does_not_hide_a_new_pods() -> None:
+    results = TuningResults()
+    owner = ("LeptonEndpoint", "default", "mnist")
+    new, old = tuning_report(_pod("new")), tuning_report(_pod("old"))
+    assert new is not None and old is not None
+    assert results.record(owner, new)
+    assert results.record(owner, old)  # a pod of the previous spec, reporting later
+    assert not results.record(owner, old)  # the same report again changes nothing
+    assert results.get(owner, "new") == new
+    assert results.get(owner, None) is None
+    results.forget(owner)
+    assert results.get(owner, "new") is None

@@ -81,7 +81,7 @@ def test_quick_finds_the_grid_best_of_a_separable_peaked_surface(
     space: TuningSpace, data: st.DataObject
 ) -> None:
     surface = Surface(space, _peaks(space, data), budget=math.inf)
-    quick = choose(quick_search(space, surface, min_gain=0.0))
+    quick = choose(quick_search(space, surface, min_gain=0.0, concurrency=8))
     best = choose(grid_search(space, Surface(space, surface.peaks, math.inf)))
     assert quick.throughput == pytest.approx(best.throughput)
 
@@ -92,7 +92,7 @@ def test_quick_never_measures_twice_and_measures_less_than_the_grid(
     space: TuningSpace, data: st.DataObject, budget: float
 ) -> None:
     surface = Surface(space, _peaks(space, data), budget)
-    measured = quick_search(space, surface, min_gain=0.03)
+    measured = quick_search(space, surface, min_gain=0.03, concurrency=32)
     keys = [s.model_dump_json() for s in surface.calls]
     assert len(keys) == len(set(keys))
     assert len(measured) == len(surface.calls) <= len(Dimensions.of(space).all())
@@ -103,7 +103,9 @@ def test_quick_never_measures_twice_and_measures_less_than_the_grid(
 def test_the_choice_is_the_fastest_within_budget_else_the_fastest(
     space: TuningSpace, data: st.DataObject, budget: float
 ) -> None:
-    measured = quick_search(space, Surface(space, _peaks(space, data), budget), min_gain=0.03)
+    measured = quick_search(
+        space, Surface(space, _peaks(space, data), budget), min_gain=0.03, concurrency=8
+    )
     chosen = choose(measured)
     within = [m for m in measured if m.within_budget]
     if within:
@@ -124,18 +126,30 @@ def test_preferred_sizes_above_a_candidates_batch_are_never_tried() -> None:
     )
     assert len(candidates) == (3 + 1) * 2  # none for every batch, 16 only with 32; x2 instances
     surface = Surface(space, (2, 0, 1, 0), budget=math.inf)
-    quick_search(space, surface, min_gain=0.0)
+    quick_search(space, surface, min_gain=0.0, concurrency=16)
     assert all(
         c.preferred_batch_size is None or c.preferred_batch_size <= c.max_batch_size
         for c in surface.calls
     )
 
 
-def test_the_walk_starts_small_near_the_usual_delay() -> None:
-    space = TuningSpace(max_batch_sizes=[1, 8], max_queue_delays_microseconds=[0, 50, 500])
-    assert Dimensions.of(space).settings(Dimensions.of(space).start()) == TritonSettings(
-        max_batch_size=1, max_queue_delay_microseconds=50, instances=1
-    )
+@pytest.mark.parametrize(
+    ("concurrency", "expected"),
+    [
+        (16, [(8, 1), (4, 2)]),  # half of each instance's share of the clients
+        (12, [(8, 1), (4, 2)]),  # 6 and 3: the smallest batch that holds it
+        (1, [(1, 1), (1, 2)]),
+        (400, [(64, 1), (64, 2)]),  # no batch holds it: the largest
+    ],
+)
+def test_the_walk_is_seeded_with_half_of_each_instances_share(
+    concurrency: int, expected: list[tuple[int, int]]
+) -> None:
+    space = TuningSpace(max_batch_sizes=[1, 4, 8, 64], max_queue_delays_microseconds=[0, 50, 500])
+    dimensions = Dimensions.of(space)
+    seeds = [dimensions.settings(at) for at in dimensions.seeds(concurrency)]
+    assert [(s.max_batch_size, s.instances) for s in seeds if s] == expected
+    assert {s.max_queue_delay_microseconds for s in seeds if s} == {0}
 
 
 S = TritonSettings(max_batch_size=8, max_queue_delay_microseconds=100, instances=1)
@@ -148,8 +162,8 @@ S = TritonSettings(max_batch_size=8, max_queue_delay_microseconds=100, instances
         ((1020, 4.0), (1000, 4.0), False),  # +2%: below the 3% that counts as rising
         ((500, 4.0), (2000, 9.0), True),  # within budget beats any throughput over it
         ((2000, 9.0), (500, 4.0), False),
-        ((900, 7.0), (1000, 9.0), True),  # both over: closer to the budget wins
-        ((900, 8.9), (1000, 9.0), False),
+        ((1100, 9.0), (1000, 7.0), True),  # both over: throughput decides (the fastest is
+        ((900, 7.0), (1000, 9.0), False),  # served when nothing meets the budget)
     ],
 )
 def test_better(new: tuple[float, float], old: tuple[float, float], expected: bool) -> None:

@@ -31,6 +31,7 @@ from lepton_operator.scheduling.queue import QueuedGang, QueuedJob
 from lepton_operator.scheduling.reservations import child_node_selector
 from lepton_operator.scheduling.views import foreign_controller
 from lepton_operator.services.admission import AdmissionQueue, QueueEntry
+from lepton_operator.services.tuning_results import TUNING_RESULTS
 from lepton_operator.status import Blocker
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,10 @@ def _deleted(event: kopf.RawEvent, **_: Any) -> bool:
 @kopf.on.event(API_GROUP, API_VERSION, "leptoncompressions", when=_deleted)
 @kopf.on.event(API_GROUP, API_VERSION, "leptonendpoints", when=_deleted)
 def forget_deleted(body: kopf.Body, **_: Any) -> None:
-    """A deleted job leaves the queue (no finalizer needed: nothing outside the API server)."""
+    """A deleted job leaves the queue (no finalizer needed: nothing outside the API server),
+    and a deleted endpoint's tuning reports are dropped."""
     metadata = ObjectMeta.model_validate(dict(body.get("metadata", {})))
-    admission_queue().forget(queued_as(metadata, str(body.get("kind", ""))))
+    kind = str(body.get("kind", ""))
+    admission_queue().forget(queued_as(metadata, kind))
+    if kind == "LeptonEndpoint":
+        TUNING_RESULTS.forget((kind, metadata.namespace, metadata.name))

@@ -102,7 +102,7 @@ def refresh_endpoint_status(
     tuning = current_tuning(
         key,
         previous.tuning if previous else None,
-        TUNING_RESULTS.get(("LeptonEndpoint", meta.namespace, meta.name)),
+        TUNING_RESULTS.get(("LeptonEndpoint", meta.namespace, meta.name), key),
     )
     budget = endpoint.spec.tuning.latency_budget_ms if endpoint.spec.tuning else None
     core = with_tuning_outcome(core, tuning, budget, meta.generation, now())

@@ -174,6 +174,23 @@ class LocalTritonServer:
         self.stop()
         raise JobError(f"tritonserver not ready after {self.startup_timeout:.0f}s")
 
+    def load(self, model: str) -> None:
+        """(Re)load `model` from the repository (explicit model control only): its newest
+        version and current config.pbtxt. Triton brings the new instances up beside the
+        serving ones and switches when they are ready, so requests meanwhile are answered by
+        the old ones; a load that fails leaves the old ones serving."""
+        if not self.explicit_model_control:
+            raise JobError("load needs explicit_model_control=True")
+        request = urllib.request.Request(
+            f"http://{self.url}/v2/repository/models/{model}/load", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout):
+                return
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")
+            raise JobError(f"model {model} failed to load: {detail}") from error
+
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL) and remove its work directory."""
         if self._process is not None and self._process.poll() is None:

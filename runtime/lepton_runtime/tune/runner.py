@@ -151,7 +151,9 @@ def tune(
         if request.strategy == "grid":
             measured = grid_search(request.space, measure)
         else:
-            measured = quick_search(request.space, measure, request.min_gain)
+            measured = quick_search(
+                request.space, measure, request.min_gain, request.concurrency[-1]
+            )
     chosen = choose(measured)
     write_config(model_dir, with_settings(spec, chosen.settings))
     return TuningResult(

@@ -1,12 +1,17 @@
 """How a tuning run walks its space: pure, given a function that measures one candidate.
 
-`quick` is coordinate hill-climbing, in the spirit of Model Analyzer's quick mode: start from
-the smallest batch and one instance, and in each dimension in turn (maxBatchSize, queue delay,
-preferred size, instances) keep stepping while throughput keeps rising by `min_gain` within
-the latency budget; a pass that moves nothing ends the search. Throughput over such a space is
-close to unimodal along each dimension (a batch too small wastes forward passes, one too large
-only waits), which is what makes a walk of a few steps land near the grid's best. `grid`
-measures every candidate, the baseline the quick walk is judged against.
+`quick` is coordinate hill-climbing, in the spirit of Model Analyzer's quick mode, from a
+seeded start. With C closed-loop clients and I instances, each instance sees about C/I
+requests at a time, so the seeds are, for each instance count, a batch of half that share at
+the smallest delay (see `Dimensions.seeds`); the walk starts from the best seed and, one
+dimension at a time (maxBatchSize, delay, instances, preferred size), measures both
+neighbours, goes the better one's way while throughput rises by `min_gain`, and stops when a
+pass moves nothing. Within the latency budget beats
+over it; among candidates on the same side of it, throughput decides (over the budget the
+fastest is served, so that is what the walk looks for). Measured: coordinate steps upwards from the
+smallest batch and one instance stopped at 62-81% of the grid's best here, because the
+instance count and the batch interact (two instances want half the batch).
+`grid` measures every candidate, the baseline the quick walk is judged against.
 
 Nothing is measured twice: the walk keeps what it measured.
 """
@@ -60,11 +65,19 @@ class Dimensions:
             instances=self.instances[at[3]],
         )
 
-    def start(self) -> Coordinates:
-        """Smallest batch, no preferred size, one instance; the delay nearest Triton's usual
-        100 us (a zero delay hides what batching can do until the batch dimension has grown)."""
-        delay = min(range(len(self.delay)), key=lambda i: abs(self.delay[i] - 100))
-        return (0, delay, 0, 0)
+    def seeds(self, concurrency: int) -> list[Coordinates]:
+        """For each instance count, the smallest batch that holds half of one instance's
+        share of the clients (the largest batch when none does), no preferred size and the
+        smallest delay. Half: under closed-loop load an instance keeps a batch computing while
+        the next one forms, so two batches share its clients. The smallest delay: at full load
+        the batch limit, not the delay, closes a batch, and a delay only adds waiting (the
+        walk raises it where that pays)."""
+        found = []
+        for index, instances in enumerate(self.instances):
+            share = max(1, -(-concurrency // (2 * instances)))
+            batch = next((i for i, b in enumerate(self.batch) if b >= share), len(self.batch) - 1)
+            found.append((batch, 0, 0, index))
+        return found
 
     def all(self) -> list[TritonSettings]:
         """Every valid candidate, in grid order."""
@@ -77,13 +90,11 @@ class Dimensions:
 
 
 def better(new: TuningMeasurement, old: TuningMeasurement, min_gain: float) -> bool:
-    """Within budget beats over budget; within it, more throughput by `min_gain`; over it,
-    a lower p99 by `min_gain` (walking towards the budget)."""
+    """Within budget beats over budget; on the same side of it, more throughput by
+    `min_gain`."""
     if new.within_budget != old.within_budget:
         return new.within_budget
-    if new.within_budget:
-        return new.throughput > old.throughput * (1 + min_gain)
-    return new.p99_ms < old.p99_ms * (1 - min_gain)
+    return new.throughput > old.throughput * (1 + min_gain)
 
 
 def choose(measured: list[TuningMeasurement]) -> TuningMeasurement:
@@ -115,39 +126,58 @@ def _step(at: Coordinates, axis: int, delta: int) -> Coordinates:
     return (moved[0], moved[1], moved[2], moved[3])
 
 
-def _climb_axis(walk: Walk, at: Coordinates, axis: int, min_gain: float) -> Coordinates:
-    """Step along one axis while it pays: upwards first, downwards if the first step up
-    does not. Invalid points (a preferred size above the batch) are stepped over."""
+def _neighbour(walk: Walk, at: Coordinates, axis: int, delta: int) -> Coordinates | None:
+    """The next valid point along `axis` (a preferred size above the batch is stepped over)."""
     size = walk.dimensions.sizes[axis]
-    for delta in (1, -1):
-        moved = False
-        current = at
-        while True:
-            best = walk.at(current)
-            assert best is not None
-            candidate = _step(current, axis, delta)
-            found = None
-            while 0 <= candidate[axis] < size:
-                found = walk.at(candidate)
-                if found is not None:
-                    break
-                candidate = _step(candidate, axis, delta)
-            if found is None or not better(found, best, min_gain):
-                break
-            current, moved = candidate, True
-        if moved:
-            return current
-    return at
+    candidate = _step(at, axis, delta)
+    while 0 <= candidate[axis] < size:
+        if walk.at(candidate) is not None:
+            return candidate
+        candidate = _step(candidate, axis, delta)
+    return None
 
 
-def quick_search(space: TuningSpace, measure: Measure, min_gain: float) -> list[TuningMeasurement]:
-    """Hill-climb one axis at a time until a whole pass moves nothing."""
+def _climb_axis(walk: Walk, at: Coordinates, axis: int, min_gain: float) -> Coordinates:
+    """Both neighbours along one axis are measured; the walk goes the better one's way, and
+    on in that direction, while it pays."""
+    here = walk.at(at)
+    assert here is not None
+    steps = [
+        (found, delta)
+        for delta in (1, -1)
+        if (found := _neighbour(walk, at, axis, delta)) is not None
+    ]
+    paying = [
+        (point, delta) for point, delta in steps if better(walk.measured[point], here, min_gain)
+    ]
+    if not paying:
+        return at
+    current, delta = max(paying, key=lambda step: walk.measured[step[0]].throughput)
+    while (following := _neighbour(walk, current, axis, delta)) is not None and better(
+        walk.measured[following], walk.measured[current], min_gain
+    ):
+        current = following
+    return current
+
+
+AXES = (0, 1, 3, 2)
+"""Climbing order: batch, delay, instances, preferred size."""
+
+
+def quick_search(
+    space: TuningSpace, measure: Measure, min_gain: float, concurrency: int
+) -> list[TuningMeasurement]:
+    """Measure the seeds, then hill-climb one axis at a time from the best of them until a
+    whole pass moves nothing."""
     walk = Walk(Dimensions.of(space), measure)
-    at = walk.dimensions.start()
-    walk.at(at)
+    seeds = walk.dimensions.seeds(concurrency)
+    for seed in seeds:
+        walk.at(seed)
+    chosen = choose([walk.measured[seed] for seed in seeds])
+    at = next(seed for seed in seeds if walk.measured[seed] is chosen)
     for _ in range(MAX_PASSES):
         before = at
-        for axis in range(4):
+        for axis in AXES:
             at = _climb_axis(walk, at, axis, min_gain)
         if at == before:
             break
