@@ -179,13 +179,16 @@ def wait_for_phase(
 
 
 def wait_for_ready_reason(
-    custom: Any, kind: str, namespace: str, name: str, reason: str
+    custom: Any, kind: str, namespace: str, name: str, reason: str, mentioning: str = ""
 ) -> dict[str, Any]:
-    """The resource's Ready condition, once its reason is `reason`."""
+    """The resource's Ready condition, once its reason is `reason` (and its message mentions
+    `mentioning`)."""
 
     def probe() -> dict[str, Any] | None:
         ready = condition(get(custom, kind, namespace, name), "Ready")
-        return ready if ready is not None and ready["reason"] == reason else None
+        if ready is None or ready["reason"] != reason or mentioning not in ready["message"]:
+            return None
+        return ready
 
     return wait_until(
         f"{kind} {name} reports {reason}",
