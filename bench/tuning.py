@@ -46,7 +46,6 @@ from lepton_runtime.contract import (
     TuningSpace,
 )
 from lepton_runtime.export.artifacts import read_card
-from lepton_runtime.export.triton_config import TritonModelSpec
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.tune.load import closed_loop
 from lepton_runtime.tune.runner import Tuner
@@ -120,11 +119,7 @@ def _serving(uri: str) -> Iterator[Tuner]:
     with tempfile.TemporaryDirectory(prefix="lepton-bench-grid-") as repository:
         config = _package(uri, repository, None)
         package.run(config)
-        card = read_card(uri)
-        spec = TritonModelSpec(
-            MODEL, "python", card.input_shape, card.num_classes, config.max_batch_size,
-            config.dynamic_batching, config.instance_group, config.warmup,
-        )  # fmt: skip
+        spec = package.model_spec(config, read_card(uri))
         request = TuningRequest(latency_budget_ms=BUDGET_MS, space=SPACE)
         with LocalTritonServer(repository, explicit_model_control=True) as server:
             yield Tuner(server, Path(repository) / MODEL, spec, request)

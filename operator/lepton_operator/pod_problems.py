@@ -53,8 +53,14 @@ class _Waiting(_View):
     message: str = ""
 
 
+class _Terminated(_View):
+    exit_code: int = -1
+    message: str = ""
+
+
 class _State(_View):
     waiting: _Waiting | None = None
+    terminated: _Terminated | None = None
 
 
 class _ContainerStatus(_View):
@@ -69,7 +75,9 @@ class _Condition(_View):
     message: str = ""
 
 
-class _PodStatus(_View):
+class PodContainersView(_View):
+    """A pod's phase, conditions and container states (waiting or terminated)."""
+
     phase: str = ""
     conditions: list[_Condition] = Field(default_factory=list)
     init_container_statuses: list[_ContainerStatus] = Field(default_factory=list)
@@ -89,7 +97,7 @@ class PodProblem:
 def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
     """The first thing that keeps this pod from running, or None (starting, running, done)."""
     name = str((pod.get("metadata") or {}).get("name", ""))
-    status = _PodStatus.model_validate(pod.get("status") or {})
+    status = PodContainersView.model_validate(pod.get("status") or {})
     if status.phase in ("Succeeded", "Failed"):
         return None
     # Init containers run first: while one is stuck, the others never get a state.

@@ -11,34 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from lepton_operator.api.endpoint import EndpointTuningStatus, TuningCandidate
 from lepton_operator.builders.endpoint import PACKAGE_CONTAINER, TUNING_KEY_ANNOTATION
+from lepton_operator.pod_problems import PodContainersView
 from lepton_runtime.contract import PackageSummary, TuningMeasurement, TuningResult
-
-
-class _View(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class _Terminated(_View):
-    exit_code: int = -1
-    message: str = ""
-
-
-class _State(_View):
-    terminated: _Terminated | None = None
-
-
-class _Container(_View):
-    name: str
-    state: _State = Field(default_factory=_State)
-
-
-class _Status(_View):
-    init_container_statuses: list[_Container] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -54,7 +32,7 @@ def tuning_report(pod: Mapping[str, Any]) -> TuningReport | None:
     key = ((pod.get("metadata") or {}).get("annotations") or {}).get(TUNING_KEY_ANNOTATION)
     if not key:
         return None
-    status = _Status.model_validate(pod.get("status") or {})
+    status = PodContainersView.model_validate(pod.get("status") or {})
     for container in status.init_container_statuses:
         done = container.state.terminated
         if container.name != PACKAGE_CONTAINER or done is None or done.exit_code != 0:

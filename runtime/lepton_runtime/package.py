@@ -59,15 +59,9 @@ def _version_files(config: PackageConfig, card: ModelCard) -> dict[str, bytes]:
     return files
 
 
-def run(config: PackageConfig) -> PackageSummary:
-    """Write the repository entry for one model version."""
-    card = read_card(config.model_uri)
-    files = _version_files(config, card)
-    model_dir = Path(config.repository) / config.model_name
-    version_dir = model_dir / str(config.version)
-    for name, data in files.items():
-        storage.write_bytes(str(version_dir / name), data)
-    spec = TritonModelSpec(
+def model_spec(config: PackageConfig, card: ModelCard) -> TritonModelSpec:
+    """What config.pbtxt says about the model `config` packages."""
+    return TritonModelSpec(
         name=config.model_name,
         backend=config.backend,
         input_shape=card.input_shape,
@@ -77,6 +71,17 @@ def run(config: PackageConfig) -> PackageSummary:
         instance_group=config.instance_group,
         warmup=config.warmup,
     )
+
+
+def run(config: PackageConfig) -> PackageSummary:
+    """Write the repository entry for one model version."""
+    card = read_card(config.model_uri)
+    files = _version_files(config, card)
+    model_dir = Path(config.repository) / config.model_name
+    version_dir = model_dir / str(config.version)
+    for name, data in files.items():
+        storage.write_bytes(str(version_dir / name), data)
+    spec = model_spec(config, card)
     config_path = model_dir / "config.pbtxt"
     storage.write_bytes(str(config_path), render_config(spec).encode())
     tuning = None

@@ -20,20 +20,24 @@ from lepton_runtime.serve.local import LocalTritonServer
 pytestmark = pytest.mark.runtime
 
 
-def test_a_client_hammering_through_a_version_swap_sees_no_failure(
-    trained: tuple[str, TrainSummary], tmp_path: Path
-) -> None:
+def _package(model_uri: str, repository: Path) -> None:
     package.run(
         PackageConfig.model_validate(
             {
-                "modelUri": trained[0],
+                "modelUri": model_uri,
                 "modelName": "mnist",
                 "backend": "python",
-                "repository": str(tmp_path),
-                "runtime": {"terminationMessagePath": str(tmp_path / "t")},
+                "repository": str(repository),
+                "runtime": {"terminationMessagePath": str(repository / "t")},
             }
         )
     )
+
+
+def test_a_client_hammering_through_a_version_swap_sees_no_failure(
+    trained: tuple[str, TrainSummary], tmp_path: Path
+) -> None:
+    _package(trained[0], tmp_path)
     versions: list[str] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -71,17 +75,7 @@ def test_a_client_hammering_through_a_version_swap_sees_no_failure(
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     trained: tuple[str, TrainSummary], tmp_path: Path
 ) -> None:
-    package.run(
-        PackageConfig.model_validate(
-            {
-                "modelUri": trained[0],
-                "modelName": "mnist",
-                "backend": "python",
-                "repository": str(tmp_path),
-                "runtime": {"terminationMessagePath": str(tmp_path / "t")},
-            }
-        )
-    )
+    _package(trained[0], tmp_path)
     with LocalTritonServer(tmp_path, explicit_model_control=True) as server:
         server.load("mnist")
         broken = tmp_path / "mnist" / "2"

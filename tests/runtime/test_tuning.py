@@ -15,7 +15,6 @@ from lepton_runtime import package
 from lepton_runtime.contract import PackageConfig, TrainSummary, TuningRequest
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import read_card
-from lepton_runtime.export.triton_config import TritonModelSpec
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.tune.runner import tune
 
@@ -100,15 +99,10 @@ def test_a_model_that_fails_to_load_fails_tuning_with_tritons_reason(
 ) -> None:
     package.run(_package(trained[0], tmp_path, None))
     (tmp_path / "mnist" / "1" / "model.pt").write_bytes(b"not a TorchScript archive")
-    spec_config = _package(trained[0], tmp_path, None)
-    card = read_card(trained[0])
-    spec = TritonModelSpec(
-        "mnist", "python", card.input_shape, card.num_classes, 8,
-        spec_config.dynamic_batching, spec_config.instance_group, False,
-    )  # fmt: skip
+    spec = package.model_spec(_package(trained[0], tmp_path, None), read_card(trained[0]))
     request = TuningRequest.model_validate({"latencyBudgetMs": 5, "space": SPACE})
     with pytest.raises(
-        JobError, match=r"model mnist failed to load with maxBatchSize \d+"
+        JobError, match=r"(?s)model mnist failed to load: .*\(with maxBatchSize \d+"
     ) as failed:
         tune(str(tmp_path), spec, request)
     assert "PytorchStreamReader" in str(failed.value)  # the stub's own reason, through Triton

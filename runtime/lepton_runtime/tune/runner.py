@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from lepton_runtime.contract import (
     DynamicBatching,
@@ -78,18 +76,14 @@ class Tuner:
         self.request = request
         images = np.random.default_rng(0).standard_normal((32, *spec.input_shape), dtype=np.float32)
         self.payloads = single_image_requests(spec.name, images)
-        self.client = grpcclient.InferenceServerClient(server.grpc_url)
 
     def load(self, settings: TritonSettings) -> None:
         """Serve `settings`; a model that fails to load fails the run with Triton's reason."""
         write_config(self.model_dir, with_settings(self.spec, settings))
         try:
-            self.client.load_model(self.spec.name)
-        except InferenceServerException as error:
-            raise JobError(
-                f"model {self.spec.name} failed to load with {_describe(settings)}: "
-                f"{error.message()}"
-            ) from error
+            self.server.load(self.spec.name)
+        except JobError as error:
+            raise JobError(f"{error} (with {_describe(settings)})") from error
 
     def measure(self, settings: TritonSettings) -> TuningMeasurement:
         self.load(settings)
