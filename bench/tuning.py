@@ -178,6 +178,7 @@ def quick(uri: str, concurrency: int) -> dict[str, Any]:
         "budget_met": result.budget_met,
         "tuned_config": chosen.settings.model_dump(by_alias=True),
         "candidates_tried": len(result.candidates),
+        "measurements": sum(candidate.samples for candidate in result.candidates),
         "tuning_seconds": result.seconds,
     }
 

@@ -13,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lepton_runtime.contract import TritonSettings, TuningMeasurement, TuningSpace
-from lepton_runtime.tune.search import Dimensions, better, choose, grid_search, quick_search
+from lepton_runtime.tune.search import (
+    CONFIRMING_SAMPLES,
+    Dimensions,
+    better,
+    choose,
+    confirm_choice,
+    grid_search,
+    pooled,
+    quick_search,
+)
 
 
 def _measurement(
@@ -113,6 +122,76 @@ def test_the_choice_is_the_fastest_within_budget_else_the_fastest(
         assert chosen.throughput == max(m.throughput for m in within)
     else:
         assert chosen.throughput == max(m.throughput for m in measured)
+
+
+class Noisy:
+    """A second sample of each candidate: its first throughput scaled by a drawn factor (a
+    lucky first sample falls back), p99 likewise."""
+
+    def __init__(self, factors: list[float], budget: float) -> None:
+        self.factors = factors
+        self.budget = budget
+        self.first: dict[str, TuningMeasurement] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, settings: TritonSettings) -> TuningMeasurement:
+        key = settings.model_dump_json()
+        self.calls.append(key)
+        first = self.first[key]
+        factor = self.factors[len(self.calls) % len(self.factors)]
+        return _measurement(settings, first.throughput * factor, first.p99_ms * factor, self.budget)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    space=SPACES,
+    data=st.data(),
+    budget=st.floats(1.0, 20.0),
+    factors=st.lists(st.floats(0.5, 1.5), min_size=1, max_size=8),
+)
+def test_the_choice_is_confirmed_by_a_second_sample(
+    space: TuningSpace, data: st.DataObject, budget: float, factors: list[float]
+) -> None:
+    surface = Surface(space, _peaks(space, data), budget)
+    walked = quick_search(space, surface, min_gain=0.03, concurrency=8)
+    again = Noisy(factors, budget)
+    again.first = {m.settings.model_dump_json(): m for m in walked}
+    confirmed = confirm_choice(walked, again)
+    assert [m.settings for m in confirmed] == [m.settings for m in walked]
+    assert max(again.calls.count(key) for key in again.calls or [""]) <= 1
+    chosen = choose(confirmed)
+    if len(walked) > 1:
+        assert chosen.samples == CONFIRMING_SAMPLES  # never chosen on one sample
+    for before, after in zip(walked, confirmed, strict=True):
+        assert after.samples in (1, 2)
+        if after.samples == 2:  # within budget only if both samples were
+            assert after.within_budget == (before.within_budget and after.p99_ms <= budget)
+
+
+def test_a_lucky_first_sample_loses_to_the_confirmed_runner_up() -> None:
+    fast, steady = (
+        TritonSettings(max_batch_size=b, max_queue_delay_microseconds=0, instances=1)
+        for b in (4, 8)
+    )
+    measured = [_measurement(fast, 3000, 4.0, 5.0), _measurement(steady, 2600, 4.0, 5.0)]
+    seconds = {fast.model_dump_json(): 2000.0, steady.model_dump_json(): 2700.0}
+
+    def again(settings: TritonSettings) -> TuningMeasurement:
+        return _measurement(settings, seconds[settings.model_dump_json()], 4.5, 5.0)
+
+    chosen = choose(confirm_choice(measured, again))
+    assert chosen.settings == steady
+    assert chosen.throughput == pytest.approx(2650)
+    assert chosen.p99_ms == 4.5
+
+
+def test_pooled_samples_average_throughput_and_keep_the_worst_p99() -> None:
+    one = _measurement(S, 1000, 4.0, 5.0)
+    two = pooled(one, _measurement(S, 1300, 6.0, 5.0))
+    assert (two.throughput, two.p50_ms, two.p99_ms) == (1150, 2.5, 6.0)
+    assert (two.samples, two.within_budget) == (2, False)
+    three = pooled(two, _measurement(S, 1600, 3.0, 5.0))
+    assert (three.throughput, three.samples) == (1300, 3)
 
 
 def test_preferred_sizes_above_a_candidates_batch_are_never_tried() -> None:

@@ -517,7 +517,9 @@ class TuningMeasurement(ContractModel):
     p99_ms: float
     """Highest p99 latency over the concurrency levels."""
     within_budget: bool
-    """p99_ms <= the latency budget."""
+    """p99_ms <= the latency budget (in every sample, when measured more than once)."""
+    samples: int = Field(default=1, ge=1)
+    """How many times it was measured: throughput and p50 are the means, p99 the highest."""
 
 
 class TuningResult(ContractModel):

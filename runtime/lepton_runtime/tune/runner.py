@@ -31,7 +31,13 @@ from lepton_runtime.errors import JobError
 from lepton_runtime.export.triton_config import TritonModelSpec, render_config
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.tune.load import closed_loop, single_image_requests
-from lepton_runtime.tune.search import Dimensions, choose, grid_search, quick_search
+from lepton_runtime.tune.search import (
+    Dimensions,
+    choose,
+    confirm_choice,
+    grid_search,
+    quick_search,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +154,7 @@ def tune(
             measured = quick_search(
                 request.space, measure, request.min_gain, request.concurrency[-1]
             )
+        measured = confirm_choice(measured, tuner.measure)
     chosen = choose(measured)
     write_config(model_dir, with_settings(spec, chosen.settings))
     return TuningResult(
