@@ -118,6 +118,12 @@ class Tuner:
         return measured
 
 
+def _rounded(measured: TuningMeasurement) -> TuningMeasurement:
+    return measured.model_copy(
+        update={"throughput": round(measured.throughput, 1), "p50_ms": round(measured.p50_ms, 3)}
+    )
+
+
 def _describe(settings: TritonSettings) -> str:
     preferred = settings.preferred_batch_size
     return (
@@ -155,7 +161,9 @@ def tune(
                 request.space, measure, request.min_gain, request.concurrency[-1]
             )
         measured = confirm_choice(measured, tuner.measure)
-    chosen = choose(measured)
+    chosen_at = measured.index(choose(measured))
+    measured = [_rounded(m) for m in measured]  # the means of pooled samples
+    chosen = measured[chosen_at]
     write_config(model_dir, with_settings(spec, chosen.settings))
     return TuningResult(
         chosen=chosen,

@@ -3,21 +3,22 @@
 `quick` is coordinate hill-climbing, in the spirit of Model Analyzer's quick mode, from a
 seeded start. With C closed-loop clients and I instances, each instance sees about C/I
 requests at a time, so the seeds are, for each instance count, a batch of half that share at
-the smallest delay (see `Dimensions.seeds`); the walk starts from the best seed and, one
+the smallest delay (see `Dimensions.seeds`). The walk starts from the best seed and, one
 dimension at a time (maxBatchSize, delay, instances, preferred size), measures both
 neighbours, goes the better one's way while throughput rises by `min_gain`, and stops when a
-pass moves nothing. Within the latency budget beats
-over it; among candidates on the same side of it, throughput decides (over the budget the
-fastest is served, so that is what the walk looks for). Measured: coordinate steps upwards from the
-smallest batch and one instance stopped at 62-81% of the grid's best here, because the
-instance count and the batch interact (two instances want half the batch).
+pass moves nothing. Within the latency budget beats over it; among candidates on the same
+side of it, throughput decides (over the budget the fastest is served, so that is what the
+walk looks for). Measured: coordinate steps upwards from the smallest batch and one instance
+stopped at 62-81% of the grid's best here, because the instance count and the batch
+interact (two instances want half the batch).
 `grid` measures every candidate, the baseline the quick walk is judged against.
 
-The walk measures nothing twice: it keeps what it measured. Then `confirm_choice` races the
-leaders: one short sample varies by tens of percent on a shared machine, and the best of
-several single samples is biased upwards, so the leader is measured again and ranked on the
-mean, until the leader is one measured twice. Measured (bench.tuning, 2 cores): a single
-sample of one config ranged 2,178-2,987 req/s between runs.
+One short sample varies by tens of percent on a shared machine (bench.tuning, 2 cores: one
+config measured 2,178 and 2,987 req/s in two runs), and the best of several single samples
+is biased upwards. So `confirm_choice` races the leaders: the leader is measured again and
+ranked on the mean of its samples, until the leader is one measured twice. The seeds are
+raced before the walk starts from one, and all candidates after it. Otherwise the walk
+measures nothing twice: it keeps what it measured.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def pooled(first: TuningMeasurement, again: TuningMeasurement) -> TuningMeasurem
     total = first.samples + again.samples
 
     def mean(a: float, b: float) -> float:
-        return round((a * first.samples + b * again.samples) / total, 3)
+        return (a * first.samples + b * again.samples) / total
 
     return first.model_copy(
         update={
@@ -208,14 +209,20 @@ AXES = (0, 1, 3, 2)
 def quick_search(
     space: TuningSpace, measure: Measure, min_gain: float, concurrency: int
 ) -> list[TuningMeasurement]:
-    """Measure the seeds, then hill-climb one axis at a time from the best of them until a
-    whole pass moves nothing."""
+    """Measure the seeds and confirm the best of them, then hill-climb one axis at a time
+    from it until a whole pass moves nothing."""
     walk = Walk(Dimensions.of(space), measure)
     seeds = walk.dimensions.seeds(concurrency)
     for seed in seeds:
         walk.at(seed)
-    chosen = choose([walk.measured[seed] for seed in seeds])
-    at = next(seed for seed in seeds if walk.measured[seed] is chosen)
+    # The start decides the instance count the walk climbs from, and the walk never measures
+    # a point again, so the seeds are raced first: measured here, the first sample of the
+    # two-instance seed came out 15-20% low in two of three runs.
+    for seed, confirmed in zip(
+        seeds, confirm_choice([walk.measured[seed] for seed in seeds], measure), strict=True
+    ):
+        walk.measured[seed] = confirmed
+    at = max(seeds, key=lambda seed: _rank(walk.measured[seed]))
     for _ in range(MAX_PASSES):
         before = at
         for axis in AXES:
