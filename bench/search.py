@@ -69,6 +69,7 @@ SPACE: list[dict[str, Any]] = [
     {"name": "model.parameters.activation", "type": "categorical", "values": ["relu", "silu"]},
     {"name": "hyperparameters.learningRate", "type": "float", "min": 0.001, "max": 0.01,
      "log": True},
+    {"name": "hyperparameters.batchSize", "type": "categorical", "values": [16, 32, 64]},
 ]  # fmt: skip
 
 
@@ -162,6 +163,7 @@ def _best(runs: list[SearchRun]) -> dict[str, Any] | None:
         "latency_ms": best.metrics.latency_ms,
         "architecture": _architecture(best),
         "learning_rate": best.params.get("hyperparameters.learningRate"),
+        "batch_size": best.params.get("hyperparameters.batchSize"),
         "trial": best.name,
     }
 
