@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,6 @@ from lepton_runtime.tune.search import (
 )
 
 log = logging.getLogger(__name__)
-
-OnMeasured = Callable[[TuningMeasurement], None]
 
 
 def with_settings(spec: TritonModelSpec, settings: TritonSettings) -> TritonModelSpec:
@@ -138,7 +135,6 @@ def tune(
     request: TuningRequest,
     *,
     torch_threads: int = 1,
-    on_measured: OnMeasured | None = None,
 ) -> TuningResult:
     """Search `request.space` for `spec`'s model in `repository`; leave the choice's config."""
     started = time.perf_counter()
@@ -147,18 +143,11 @@ def tune(
         repository, torch_threads=torch_threads, explicit_model_control=True
     ) as server:
         tuner = Tuner(server, model_dir, spec, request)
-
-        def measure(settings: TritonSettings) -> TuningMeasurement:
-            measured = tuner.measure(settings)
-            if on_measured is not None:
-                on_measured(measured)
-            return measured
-
         if request.strategy == "grid":
-            measured = grid_search(request.space, measure)
+            measured = grid_search(request.space, tuner.measure)
         else:
             measured = quick_search(
-                request.space, measure, request.min_gain, request.concurrency[-1]
+                request.space, tuner.measure, request.min_gain, request.concurrency[-1]
             )
         measured = confirm_choice(measured, tuner.measure)
     chosen_at = measured.index(choose(measured))
