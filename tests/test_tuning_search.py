@@ -179,10 +179,10 @@ def test_a_lucky_first_sample_loses_to_the_confirmed_runner_up() -> None:
         for b in (4, 8)
     )
     measured = [_measurement(fast, 3000, 4.0, 5.0), _measurement(steady, 2600, 4.0, 5.0)]
-    seconds = {fast.model_dump_json(): 2000.0, steady.model_dump_json(): 2700.0}
+    second_sample = {fast.model_dump_json(): 2000.0, steady.model_dump_json(): 2700.0}
 
     def again(settings: TritonSettings) -> TuningMeasurement:
-        return _measurement(settings, seconds[settings.model_dump_json()], 4.5, 5.0)
+        return _measurement(settings, second_sample[settings.model_dump_json()], 4.5, 5.0)
 
     chosen = choose(confirm_choice(measured, again))
     assert chosen.settings == steady
