@@ -59,6 +59,9 @@ class LeptonNetSpec(ContractModel):
     normalization: Literal["batch", "group", "none"] = "batch"
     """Normalisation after every convolution: batch norm, group norm (groups of 4 channels at
     most 8 groups), or none."""
+    convolution: Literal["standard", "separable"] = "standard"
+    """Every block but the first a standard k x k convolution, or depthwise-separable (a
+    depthwise k x k and a pointwise 1 x 1 block: far fewer weights, as in MobileNet)."""
     num_classes: int = Field(10, ge=2, le=100_000)
     """Number of output classes."""
     in_channels: int = Field(1, ge=1, le=16)

@@ -14,6 +14,7 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nnqi
 
 from lepton_runtime import compress, train
+from lepton_runtime.compress.fold import conv_norm_pairs, fold_batch_norms
 from lepton_runtime.compress.prune import (
     apply_sparsity,
     cubic_schedule,
@@ -94,6 +95,28 @@ def test_static_int8_fuses_conv_bn_relu_of_the_default_model() -> None:
     # Nothing to fuse: int8 convs, with the group norm and GELU left in float between them.
     assert not _has(variant, nnqi.ConvReLU2d) and _has(variant, nnq.Conv2d)
     assert _has(variant, torch.nn.GroupNorm) and _has(variant, torch.nn.GELU)
+
+
+def test_separable_model_folds_prunes_and_fuses_every_block() -> None:
+    """Depthwise and pointwise halves are conv-bn-relu blocks like any other: every batch norm
+    folds, pruning keeps whole depthwise filters, and int8 fuses each block."""
+    torch.manual_seed(0)
+    model = build_model(LeptonNetSpec(width_multiplier=0.5, convolution="separable"))
+    x = torch.rand(8, 1, 28, 28)
+    model.train()(x)  # running statistics that are not the initial 0 and 1
+    model.eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(conv_norm_pairs(model)) == len(convs) and any(c.groups > 1 for c in convs)
+    with torch.no_grad():
+        assert torch.allclose(fold_batch_norms(model)(x), model(x), atol=1e-4)
+    apply_sparsity(model, "l1-structured", 0.5)
+    make_permanent(model)
+    assert measure_sparsity(model, "l1-structured") == pytest.approx(0.5, abs=0.07)
+    fused = quantize(model, "static-int8", [x])
+    assert sum(isinstance(m, nnqi.ConvReLU2d) for m in fused.modules()) == len(convs)
+    assert not _has(fused, torch.nn.BatchNorm2d)
+    shipped = load_torchscript(torchscript_bytes(to_torchscript(fused, x)))
+    assert tuple(shipped(x).shape) == (8, 10) and torch.isfinite(shipped(x)).all()
 
 
 @pytest.mark.parametrize("method", ["l1-unstructured", "l1-structured"])

@@ -81,6 +81,10 @@ def _conv_blocks(model: nn.Module) -> list[ConvBlock]:
     return [m for m in model.modules() if isinstance(m, ConvBlock)]
 
 
+def _convs(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
 def _tiny(**fields: object) -> nn.Module:
     return build_model(LeptonNetSpec.model_validate({"width_multiplier": 0.25, **fields}))
 
@@ -144,6 +148,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "group-norm": {"normalization": "group"},
     "no-norm": {"normalization": "none"},
     "mixed": {"stages": 4, "kernel_size": 5, "activation": "gelu", "normalization": "group"},
+    "separable": {"convolution": "separable", "kernel_size": 5},
 }
 NORMS = {"batch": nn.BatchNorm2d, "group": nn.GroupNorm, "none": nn.Identity}
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -159,11 +164,40 @@ def test_variants_build_and_run(fields: dict[str, object]) -> None:
     for block in _conv_blocks(model):  # the (conv, norm, activation) layout compression needs
         conv, norm, activation = block
         assert isinstance(conv, nn.Conv2d)
-        assert conv.kernel_size == (spec.kernel_size,) * 2
-        assert conv.padding == (spec.kernel_size // 2,) * 2
+        kernel = 1 if _is_pointwise(conv, spec) else spec.kernel_size
+        assert conv.kernel_size == (kernel,) * 2
+        assert conv.padding == (kernel // 2,) * 2
         assert (conv.bias is not None) == (spec.normalization == "none")
         assert type(norm) is NORMS[spec.normalization]
         assert type(activation) is ACTIVATIONS[spec.activation]
+
+
+def _is_pointwise(conv: nn.Conv2d, spec: LeptonNetSpec) -> bool:
+    """The 1 x 1 half of a separable block: every block's conv but the first sees features."""
+    return spec.convolution == "separable" and conv.groups == 1 and conv.in_channels > 1
+
+
+def test_separable_blocks_are_depthwise_then_pointwise() -> None:
+    spec = LeptonNetSpec(width_multiplier=0.5, convolution="separable")
+    convs = _convs(build_model(spec))
+    standard = _convs(build_model(LeptonNetSpec(width_multiplier=0.5)))
+    first, rest = convs[0], convs[1:]
+    # The first block sees the one-channel image: it stays the standard conv.
+    assert (first.in_channels, first.out_channels, first.groups) == (1, 16, 1)
+    assert len(rest) == 2 * (len(standard) - 1)
+    for depthwise, pointwise, replaced in zip(rest[::2], rest[1::2], standard[1:], strict=True):
+        channels = replaced.in_channels
+        assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == channels
+        assert depthwise.weight.shape == (channels, 1, 3, 3)
+        assert pointwise.kernel_size == (1, 1) and pointwise.groups == 1
+        assert (pointwise.in_channels, pointwise.out_channels) == (channels, replaced.out_channels)
+
+
+@pytest.mark.parametrize("width", [0.5, 1.0, 2.0])
+def test_separable_convolutions_need_far_fewer_parameters(width: float) -> None:
+    standard = _params(build_model(LeptonNetSpec(width_multiplier=width)))
+    separable = _params(build_model(LeptonNetSpec(width_multiplier=width, convolution="separable")))
+    assert separable * 4 < standard  # 36,298 against 278,890 at width 1.0
 
 
 def test_four_stages_pool_28_to_3() -> None:

@@ -27,6 +27,7 @@ SearchableField = Literal[
     "model.parameters.kernelSize",
     "model.parameters.activation",
     "model.parameters.normalization",
+    "model.parameters.convolution",
     "model.parameters.dropout",
     "hyperparameters.learningRate",
     "hyperparameters.batchSize",

@@ -82,6 +82,7 @@ def render_model(model: ModelSpec) -> LeptonNetSpec | MLPSpec | UserModelSpec:
             kernel_size=parameters.kernel_size,
             activation=parameters.activation,
             normalization=parameters.normalization,
+            convolution=parameters.convolution,
             dropout=parameters.dropout,
             num_classes=parameters.num_classes,
             in_channels=parameters.in_channels,

@@ -2,8 +2,9 @@
 
 One to four stages of conv-norm-activation blocks with max-pooling between them, global average
 pooling and a linear head. Width and depth multipliers scale channels and blocks, so the same
-code gives a tiny model for tests and a 99%-class model for MNIST; kernel size, activation and
-normalisation are the other knobs. With every default it is the original three-stage
+code gives a tiny model for tests and a 99%-class model for MNIST; kernel size, activation,
+normalisation and the convolution (standard, or depthwise-separable as in MobileNet) are the
+other knobs. With every default it is the original three-stage
 conv3x3-bn-relu network, so artifacts written before the knobs existed still load. Inputs are
 raw pixels in [0, 1]; the normalisation lives inside the model so a served model needs no
 client-side preprocessing.
@@ -11,6 +12,7 @@ client-side preprocessing.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -26,6 +28,7 @@ MNIST_STD = 0.3081
 
 Activation = Literal["relu", "gelu", "silu"]
 Normalization = Literal["batch", "group", "none"]
+Convolution = Literal["standard", "separable"]
 
 
 def group_count(channels: int) -> int:
@@ -64,6 +67,7 @@ class ConvBlock(nn.Sequential):
         kernel_size: int = 3,
         activation: Activation = "relu",
         normalization: Normalization = "batch",
+        groups: int = 1,
     ) -> None:
         super().__init__(
             nn.Conv2d(
@@ -71,6 +75,7 @@ class ConvBlock(nn.Sequential):
                 out_channels,
                 kernel_size=kernel_size,
                 padding=kernel_size // 2,
+                groups=groups,
                 # A norm's shift makes a conv bias redundant; without a norm the conv needs it.
                 bias=normalization == "none",
             ),
@@ -89,6 +94,29 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def conv_blocks(
+    in_channels: int,
+    out_channels: int,
+    *,
+    separable: bool,
+    kernel_size: int,
+    activation: Activation,
+    normalization: Normalization,
+) -> list[ConvBlock]:
+    """One standard ConvBlock, or its depthwise-separable form: a k x k ConvBlock per channel
+    (groups = channels) and a 1 x 1 ConvBlock that mixes them, k * k + out_channels weights per
+    input channel instead of k * k * out_channels. Both halves keep the conv-norm-activation
+    layout, so pruning, batch-norm folding, weight sharing and int8 fusion treat them as any
+    other block."""
+    block = functools.partial(ConvBlock, activation=activation, normalization=normalization)
+    if not separable:
+        return [block(in_channels, out_channels, kernel_size=kernel_size)]
+    return [
+        block(in_channels, in_channels, kernel_size=kernel_size, groups=in_channels),
+        block(in_channels, out_channels, kernel_size=1),
+    ]
 
 
 def stage_depths(stages: int, depth_multiplier: float, blocks_per_stage: int | None) -> list[int]:
@@ -116,6 +144,7 @@ class LeptonNet(nn.Module):
         kernel_size: int = 3,
         activation: Activation = "relu",
         normalization: Normalization = "batch",
+        convolution: Convolution = "standard",
     ) -> None:
         super().__init__()
         self.normalize = Normalize(MNIST_MEAN, MNIST_STD)
@@ -126,10 +155,14 @@ class LeptonNet(nn.Module):
             width = max(4, round(base_width * width_multiplier))
             blocks: list[nn.Module] = [nn.MaxPool2d(2)] if index > 0 else []
             for _ in range(depth):
-                blocks.append(
-                    ConvBlock(
+                blocks.extend(
+                    conv_blocks(
                         channels,
                         width,
+                        # The first block sees the raw image: a depthwise conv over its one
+                        # channel would only scale it, so that block stays standard (as in
+                        # MobileNet).
+                        separable=convolution == "separable" and (index > 0 or bool(blocks)),
                         kernel_size=kernel_size,
                         activation=activation,
                         normalization=normalization,

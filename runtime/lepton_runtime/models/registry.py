@@ -44,6 +44,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
             kernel_size=spec.kernel_size,
             activation=spec.activation,
             normalization=spec.normalization,
+            convolution=spec.convolution,
         )
     if isinstance(spec, MLPSpec):
         return MLP(spec.input_size, list(spec.hidden_sizes), spec.num_classes)
@@ -68,6 +69,7 @@ _LATER_LEPTONNET_FIELDS = (
     "kernel_size",
     "activation",
     "normalization",
+    "convolution",
 )
 
 
