@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -170,3 +173,46 @@ def test_real_triton_serves_correct_predictions(
             if line.startswith("nv_inference_request_success{")
         ]
         assert success and float(success[0].split()[-1]) >= 5
+
+
+def _live_members(group: int) -> set[int]:
+    """Processes of a process group that still run (zombies await a reaper: not running)."""
+    members = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.add(int(entry.name))
+    return members
+
+
+def test_stop_kills_the_stubs_of_a_server_that_died(
+    trained: tuple[str, TrainSummary], tmp_path: Path
+) -> None:
+    """A server killed by a signal cannot stop its python-backend stubs: stop() does."""
+    package.run(
+        PackageConfig(
+            model_uri=trained[0],
+            model_name="mnist",
+            backend="python",
+            repository=str(tmp_path / "repo"),
+            runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t")),
+        )
+    )
+    server = LocalTritonServer(tmp_path / "repo").start()
+    group = server.pid
+    assert group is not None
+    try:
+        assert _live_members(group) - {group}, "the model's stub runs in the server's group"
+        os.kill(group, signal.SIGKILL)
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 10
+    while _live_members(group) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _live_members(group)

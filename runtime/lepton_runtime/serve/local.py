@@ -13,8 +13,10 @@ Two traps handled here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -153,8 +155,14 @@ class LocalTritonServer:
         if self.explicit_model_control:
             command.append("--model-control-mode=explicit")
         log = (workdir / "tritonserver.log").open("wb")
+        # Its own process group: the python-backend stubs it forks join it, so stop() can
+        # reach them after a server that died by a signal left them orphaned (and spinning).
         self._process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=_server_env(self.torch_threads)
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_server_env(self.torch_threads),
+            start_new_session=True,
         )
         self._wait_ready()
         return self
@@ -195,15 +203,24 @@ class LocalTritonServer:
             detail = error.read().decode(errors="replace")
             raise JobError(f"model {model} failed to load: {detail}") from error
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also its process group's), while it was started."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL) and remove its work directory."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        """Terminate the server (SIGTERM, then SIGKILL), kill what is left of its process
+        group (stubs a crashed server orphaned) and remove its work directory."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()  # a live server stops its own stubs
+                try:
+                    self._process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            with contextlib.suppress(ProcessLookupError):  # no process of the group is left
+                os.killpg(self._process.pid, signal.SIGKILL)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
