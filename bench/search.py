@@ -61,8 +61,10 @@ def template(uri: str, output: str) -> dict[str, Any]:
 
 
 SPACE: list[dict[str, Any]] = [
-    {"name": "model.parameters.widthMultiplier", "type": "float", "min": 0.25, "max": 0.75,
-     "step": 0.125},
+    {"name": "model.parameters.widthMultiplier", "type": "float", "min": 0.25, "max": 1.25,
+     "step": 0.25},
+    {"name": "model.parameters.convolution", "type": "categorical",
+     "values": ["standard", "separable"]},
     {"name": "model.parameters.stages", "type": "int", "min": 2, "max": 3},
     {"name": "model.parameters.blocksPerStage", "type": "int", "min": 1, "max": 2},
     {"name": "model.parameters.kernelSize", "type": "categorical", "values": [3, 5]},
