@@ -60,8 +60,8 @@ class LeptonNetSpec(ContractModel):
     """Normalisation after every convolution: batch norm, group norm (groups of 4 channels at
     most 8 groups), or none."""
     convolution: Literal["standard", "separable"] = "standard"
-    """Every block but the first a standard k x k convolution, or depthwise-separable (a
-    depthwise k x k and a pointwise 1 x 1 block: far fewer weights, as in MobileNet)."""
+    """Standard k x k convolutions, or depthwise-separable ones (a depthwise k x k and a
+    pointwise 1 x 1 block: far fewer weights, as in MobileNet) in every block but the first."""
     num_classes: int = Field(10, ge=2, le=100_000)
     """Number of output classes."""
     in_channels: int = Field(1, ge=1, le=16)

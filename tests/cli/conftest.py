@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.live_processes import live_processes
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 PIPELINE = SAMPLES / "mnist-pipeline.yaml"
@@ -26,20 +28,13 @@ def lepton(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live (non-zombie) processes that contain `text`, machine-wide.
-
-    Workers that lost their parent are re-parented to init, so looking below the process we
-    started would miss exactly the orphans these tests are about.
-    """
+    """Command lines of live (non-zombie) processes that contain `text`, machine-wide."""
     found: list[str] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, _ in live_processes():
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in command and state != "Z":
+        if text in command:
             found.append(f"{entry.name}: {command.strip()}")
     return found

@@ -30,6 +30,7 @@ from lepton_runtime.data import load_splits
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_scripted
 from lepton_runtime.serve.local import LocalTritonServer
+from tests.live_processes import live_processes
 
 pytestmark = pytest.mark.runtime
 
@@ -176,19 +177,8 @@ def test_real_triton_serves_correct_predictions(
 
 
 def _live_members(group: int) -> set[int]:
-    """Processes of a process group that still run (zombies await a reaper: not running)."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces.
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == group:
-            members.add(int(entry.name))
-    return members
+    """Live processes of a process group."""
+    return {int(entry.name) for entry, fields in live_processes() if int(fields[2]) == group}
 
 
 def test_stop_kills_the_stubs_of_a_server_that_died(

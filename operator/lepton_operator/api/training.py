@@ -54,8 +54,8 @@ class ModelParameters(LeptonModel):
     normalization: Literal["batch", "group", "none"] = "batch"
     """leptonnet: batch norm, group norm or none after every convolution."""
     convolution: Literal["standard", "separable"] = "standard"
-    """leptonnet: every block but the first a standard convolution, or depthwise-separable
-    (depthwise k x k, then pointwise 1 x 1: about an eighth of the weights at width 1.0)."""
+    """leptonnet: standard convolutions, or depthwise-separable ones (depthwise k x k, then
+    pointwise 1 x 1: an eighth of the weights at width 1.0) in every block but the first."""
     dropout: float = Field(default=0.1, ge=0, le=0.9)
     """leptonnet: dropout before the classifier head."""
     hidden_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
