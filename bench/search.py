@@ -3,12 +3,13 @@
     python -m bench.search
 
 On the 8,000/2,000 real-digit split, with one budget of training epochs for each search
-(`budget.maxEpochs`) and the same seed, so both draw the same trials in the same order:
+(`budget.maxEpochs`) and the same seed:
 
 - default: the stock LeptonNet 1.0x trained for the trials' full epochs.
 - random: every trial trains the full epochs. hyperband: asynchronous successive halving
   (eta 2: rungs of 1, 2, 4 epochs for 4-epoch trials); a trial that goes on resumes from its
-  checkpoint, so its first epochs are not trained again.
+  checkpoint, so its first epochs are not trained again. Its trials are drawn by TPE, which
+  learns from every finished rung (BOHB's idea); its first ten are random search's first ten.
 - best: the most accurate trial of either search under objective.maxParameters, a quarter of
   the stock network's parameters.
 - hyperband.epochs_to_match_random: the epochs hyperband had trained when one of its
@@ -178,7 +179,13 @@ def main() -> None:
     limit = int(default["parameters"]) // PARAMETER_SHARE
     random = _run(_search("random", uri, {"name": "random"}, limit), console)
     hyperband = _run(
-        _search("hyperband", uri, {"name": "hyperband", "eta": 2, "minEpochs": 1}, limit), console
+        _search(
+            "hyperband",
+            uri,
+            {"name": "hyperband", "eta": 2, "minEpochs": 1, "sampler": "tpe"},
+            limit,
+        ),
+        console,
     )
     best = _best([random, hyperband])
     random_best = random.status.results.accuracy if random.status.results else None

@@ -16,6 +16,7 @@ from lepton_operator.api.search import (
     SearchSpec,
     SearchStatus,
     SearchTrial,
+    TrialMetrics,
     TrialRung,
 )
 from lepton_operator.api.training import TrainingResults
@@ -96,6 +97,65 @@ def test_random_and_hyperband_propose_the_same_trials_for_the_same_seed() -> Non
     table = [SearchTrial(name="x", number=0, params={}, state="Pruned")]
     for number in range(4):
         assert sampler.propose(hyperband, table, number) == sampler.propose(random, [], number)
+
+
+def _finished(number: int, activation: str, accuracies: list[float], state: str) -> SearchTrial:
+    """A trial that finished a rung per accuracy (1, 3, 9 epochs) and then stopped."""
+    epochs = [1, 3, 9][: len(accuracies)]
+    return SearchTrial(
+        name=f"mnist-search-{number:03d}",
+        number=number,
+        params={
+            "model.parameters.widthMultiplier": "0.5",
+            "model.parameters.activation": activation,
+            "hyperparameters.learningRate": "0.001",
+        },
+        state=state,
+        rung=len(accuracies) - 1,
+        epochs=epochs[-1],
+        rungs=[TrialRung(epochs=e, accuracy=a) for e, a in zip(epochs, accuracies, strict=True)],
+        metrics=TrialMetrics(accuracy=accuracies[-1], parameters=1000),
+        feasible=True,
+    )
+
+
+def _with_sampler(name: str) -> SearchSpec:
+    return _search({"algorithm": {"name": "hyperband", "seed": 5, "sampler": name}}).spec
+
+
+def test_hyperband_with_tpe_replays_every_finished_rung() -> None:
+    table = [
+        _finished(0, "gelu", [0.90, 0.95, 0.99], "Completed"),
+        _finished(1, "relu", [0.50], "Pruned"),
+        _finished(2, "gelu", [0.91, 0.96], "Running"),  # gone on: its last rung is running
+    ]
+    study = sampler.replay(_with_sampler("tpe"), table)
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "PRUNED", "RUNNING"]
+    assert [trial.intermediate_values for trial in study.trials] == [
+        {1: 0.90, 3: 0.95, 9: 0.99},
+        {1: 0.50},
+        {1: 0.91, 3: 0.96},
+    ]
+    assert study.trials[0].value == 0.99
+
+
+def test_hyperband_with_tpe_proposes_more_like_the_trials_that_went_furthest() -> None:
+    """BOHB's point: the rungs teach the sampler. Every gelu trial went on to its last rung,
+    every relu trial was pruned at the first; TPE then draws mostly gelu, the random sampler
+    as it always does, the same trials as random search."""
+    table = [
+        _finished(number, "gelu", [0.90, 0.95, 0.99], "Completed")
+        if number % 2
+        else _finished(number, "relu", [0.50], "Pruned")
+        for number in range(20)
+    ]
+    tpe, random = _with_sampler("tpe"), _with_sampler("random")
+    drawn = [sampler.propose(tpe, table, number) for number in range(20, 40)]
+    gelu = sum(proposal is not None and proposal["model.parameters.activation"] == "gelu"
+               for proposal in drawn)  # fmt: skip
+    assert gelu >= 16  # of 20
+    plain = _search({"algorithm": {"name": "random", "seed": 5}}).spec
+    assert sampler.propose(random, table, 20) == sampler.propose(plain, [], 20)
 
 
 def test_nearby_trial_numbers_do_not_draw_nearby_parameters() -> None:

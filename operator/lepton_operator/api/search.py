@@ -46,6 +46,7 @@ SEARCH_TRIALS_MAX = 200
 SPACE_MAX = 16
 Metric = Literal["parameters", "latencyMs", "sizeBytes"]
 Algorithm = Literal["random", "grid", "tpe", "hyperband"]
+HyperbandSampler = Literal["random", "tpe"]
 SearchPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 TrialState = Literal["Pending", "Running", "Completed", "Pruned", "Failed"]
 
@@ -164,15 +165,27 @@ class SearchAlgorithm(LeptonModel):
     """How the next trial's parameters are chosen (Optuna's samplers, ask-and-tell), and for
     hyperband how long each trial trains."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.sampler) || self.name == 'hyperband'",
+                    "message": "algorithm.sampler chooses hyperband's trials: remove it, or set "
+                    "algorithm.name: hyperband",
+                }
+            ]
+        }
+    )
+
     name: Algorithm = "tpe"
     """random; grid (every combination, in the order of spec.space, the last fastest); tpe
     (tree-structured Parzen estimator, multi-objective when objective.minimize is set);
-    hyperband (random trials under asynchronous successive halving: every trial trains
+    hyperband (trials drawn by `sampler` under asynchronous successive halving: every trial trains
     minEpochs, and only the best 1/eta of those at a rung go on, from their checkpoints, to
     eta times the epochs, up to the trial's full epochs)."""
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    """The same seed, space and results give the same trials (random and hyperband propose
-    the same trials for the same seed)."""
+    """The same seed, space and results give the same trials (random and hyperband with the
+    random sampler propose the same trials for the same seed)."""
     eta: int = Field(default=3, ge=2, le=8)
     """hyperband: each rung trains eta times the epochs of the one below, and a trial goes on
     only when it is among the best 1/eta of the trials that finished its rung."""
@@ -181,6 +194,11 @@ class SearchAlgorithm(LeptonModel):
     brackets: int = Field(default=1, ge=1, le=8)
     """hyperband: 1 is successive halving; with more, trial n starts at rung n mod brackets
     (Hyperband's brackets), so some trials skip the shortest rungs."""
+    sampler: HyperbandSampler | None = None
+    """hyperband: how its trials are drawn. random (the default: the same trials as random
+    search with the same seed) or tpe (model-based, as in BOHB: TPE learns from every finished
+    rung, the pruned trials' accuracies at their last rung too, and proposes more trials like
+    the best ones)."""
 
 
 class SearchBudget(LeptonModel):

@@ -76,9 +76,16 @@ def _constraints(trial: FrozenTrial) -> Sequence[float]:
     return values
 
 
+def model_based(spec: SearchSpec) -> bool:
+    """Whether trial n depends on the trials before it: tpe, and hyperband with its tpe
+    sampler (random sampling learns nothing from them)."""
+    algorithm = spec.algorithm
+    return algorithm.name == "tpe" or (algorithm.name == "hyperband" and algorithm.sampler == "tpe")
+
+
 def _sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     constrained = bool(constraint_values(spec, None))
-    if spec.algorithm.name == "tpe":
+    if model_based(spec):
         # Trials run in parallel: the constant liar keeps TPE from proposing again what a
         # running trial is already trying.
         return optuna.samplers.TPESampler(
@@ -101,6 +108,8 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
     for row in sorted(trials, key=lambda row: row.number):
         study.enqueue_trial(parse_params(spec.space, row.params), skip_if_exists=False)
         asked = study.ask(distributions)
+        if len(directions) == 1:  # Optuna keeps intermediate values for one objective only
+            _report_rungs(asked, row)
         if row.state == "Completed":
             values = objective_values(spec, row.metrics)
             if values is None:
@@ -111,9 +120,19 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
         elif row.state == "Failed":
             study.tell(asked, state=TrialState.FAIL)
         elif row.state == "Pruned":
+            # TPE ranks a pruned trial by its last rung: constraints are needed for it too.
+            asked.set_user_attr(CONSTRAINTS_ATTR, constraint_values(spec, row.metrics))
             study.tell(asked, state=TrialState.PRUNED)
         # Pending and Running trials stay RUNNING: TPE's constant liar counts them.
     return study
+
+
+def _report_rungs(trial: optuna.Trial, row: SearchTrial) -> None:
+    """A hyperband trial's finished rungs as intermediate values, step = epochs trained, the
+    way a pruner's trial reports them: TPE ranks the trials pruned at the same rung by them."""
+    for rung in row.rungs:
+        if rung.accuracy is not None:
+            trial.report(rung.accuracy, step=rung.epochs)
 
 
 def trial_seed(spec: SearchSpec, number: int) -> int:
@@ -128,9 +147,9 @@ def propose(spec: SearchSpec, trials: Sequence[SearchTrial], number: int) -> Par
     """Trial `number`'s parameters; None when the space has no combination left (grid)."""
     if spec.algorithm.name == "grid":
         return grid_point(spec.space, number) if number < grid_size(spec.space) else None
-    # Random sampling learns nothing from earlier trials, so random and hyperband ask an
-    # empty study: trial n is the same in both, whatever the table holds.
-    study = replay(spec, trials if spec.algorithm.name == "tpe" else [], trial_seed(spec, number))
+    # Random sampling learns nothing from earlier trials, so random and hyperband with its
+    # random sampler ask an empty study: trial n is the same in both, whatever the table holds.
+    study = replay(spec, trials if model_based(spec) else [], trial_seed(spec, number))
     asked = study.ask(_distributions(spec))
     return dict(asked.params)
 
