@@ -272,6 +272,7 @@ def compression_results(summary: CompressSummary, output_uri: str) -> Compressio
                 codebook_bits=t.codebook_bits,
                 size_bytes=t.size_bytes,
                 accuracy=t.accuracy,
+                onnx_accuracy=t.onnx_accuracy,
                 latency_ms=t.latency_ms,
                 kept=t.kept,
                 reason=t.reason,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -206,6 +207,45 @@ def test_compress_prunes_quantizes_and_shrinks(
     with torch.no_grad():
         agree = scripted(test.images).argmax(1) == float_model(test.images).argmax(1)
     assert agree.float().mean().item() > 0.8
+
+
+def test_static_int8_exports_onnx_runtime_int8_held_to_the_guard(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path: Path
+) -> None:
+    """ONNX has no encoding of PyTorch's int8 kernels: model.onnx is ONNX Runtime's own static
+    int8 of the same pruned model, and the guard measures it too."""
+    source, _ = trained
+    config = _config(
+        source,
+        tmp_path / "out",
+        mnist_uri,
+        pruning=PruningSpec(method="l1-structured", target_sparsity=0.3, steps=1),
+        export_formats=["torchscript", "onnx"],
+    )
+    summary = compress.run(config)
+    assert summary.formats == ["model.ts", "model.onnx"]
+    (kept,) = [t for t in summary.trials if t.kept]
+    assert kept.onnx_accuracy is not None
+    assert summary.baseline_accuracy - min(kept.accuracy, kept.onnx_accuracy) <= 0.05 + 1e-9
+    assert kept.accuracy_drop == pytest.approx(
+        summary.baseline_accuracy - min(kept.accuracy, kept.onnx_accuracy)
+    )
+    onnx_path = tmp_path / "out" / "model.onnx"
+    model = onnx.load(str(onnx_path))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops  # QDQ around int8 convs
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 4  # the convolutions' and the classifier's weights
+    # It reads the held-out digits as the TorchScript int8 does, at the accuracy reported.
+    _, test = load_splits(config.dataset)
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    (logits,) = session.run(None, {"INPUT__0": test.images.numpy()})
+    predictions = torch.from_numpy(logits).argmax(1)
+    accuracy = (predictions == test.labels).float().mean().item()
+    assert accuracy == pytest.approx(kept.onnx_accuracy, abs=1e-6)
+    with torch.no_grad():
+        scripted = load_scripted(str(tmp_path / "out"))(test.images).argmax(1)
+    assert (scripted == predictions).float().mean().item() > 0.9
 
 
 def test_no_trial_meeting_the_guard_fails_and_exports_nothing(

@@ -67,17 +67,24 @@ def test_user_model_factory_must_be_an_import_path() -> None:
         UserModelSpec(factory="pkg.mod.make")
 
 
-def test_onnx_export_requires_a_float_model() -> None:
-    with pytest.raises(ValidationError, match="onnx"):
-        CompressConfig.model_validate(
-            {
-                "sourceModelUri": "/m",
-                "dataset": {"uri": "synthetic://mnist"},
-                "outputUri": "/o",
-                "quantization": "static-int8",
-                "exportFormats": ["onnx"],
-            }
-        )
+@pytest.mark.parametrize(
+    ("quantization", "accepted"),
+    [("none", True), ("codebook", True), ("static-int8", True), ("dynamic-int8", False),
+     ("fp16", False)],
+)  # fmt: skip
+def test_onnx_export_needs_a_float_or_static_int8_model(quantization: str, accepted: bool) -> None:
+    fields = {
+        "sourceModelUri": "/m",
+        "dataset": {"uri": "synthetic://mnist"},
+        "outputUri": "/o",
+        "quantization": quantization,
+        "exportFormats": ["onnx"],
+    }
+    if accepted:
+        assert CompressConfig.model_validate(fields).export_formats == ["onnx"]
+        return
+    with pytest.raises(ValidationError, match=f"onnx needs .* static-int8 .*{quantization}"):
+        CompressConfig.model_validate(fields)
 
 
 def test_preferred_batch_sizes_cannot_exceed_max_batch_size() -> None:

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
@@ -67,7 +68,7 @@ def onnx_artifact(
     [
         ("pytorch_libtorch", {"model.pt"}, "pytorch_libtorch"),
         ("onnxruntime", {"model.onnx"}, "onnxruntime_onnx"),
-        ("python", {"model.py", "model.pt"}, ""),
+        ("python", {"model.py", "model.onnx"}, ""),  # the python backend runs the ONNX file
     ],
 )
 def test_repository_layout_and_config_parse(
@@ -174,6 +175,37 @@ def test_real_triton_serves_correct_predictions(
             if line.startswith("nv_inference_request_success{")
         ]
         assert success and float(success[0].split()[-1]) >= 5
+
+
+def test_real_triton_runs_an_onnx_file_with_onnx_runtime_in_the_python_backend(
+    onnx_artifact: str, mnist_uri: str, tmp_path: Path
+) -> None:
+    """The python backend serves model.onnx when a model has one: the answers are ONNX
+    Runtime's, a batch and single images alike."""
+    package.run(
+        PackageConfig(
+            model_uri=onnx_artifact,
+            model_name="mnist",
+            backend="python",
+            repository=str(tmp_path / "repo"),
+            runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t")),
+        )
+    )
+    assert not (tmp_path / "repo" / "mnist" / "1" / "model.pt").exists()
+    _, test = load_splits(DatasetSpec(uri=mnist_uri, test_limit=16))
+    images = test.images.numpy()
+    session = onnxruntime.InferenceSession(str(Path(onnx_artifact) / "model.onnx"))
+    (expected,) = session.run(None, {"INPUT__0": images})
+    with LocalTritonServer(tmp_path / "repo") as server:
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        batch = grpcclient.InferInput("INPUT__0", list(images.shape), "FP32")
+        batch.set_data_from_numpy(images)
+        logits = grpc.infer("mnist", [batch]).as_numpy("OUTPUT__0")
+        assert np.allclose(logits, expected, atol=1e-5)
+        one = grpcclient.InferInput("INPUT__0", [1, 1, 28, 28], "FP32")
+        one.set_data_from_numpy(images[3:4])
+        single = grpc.infer("mnist", [one]).as_numpy("OUTPUT__0")
+        assert np.allclose(single, expected[3:4], atol=1e-5)
 
 
 def _live_members(group: int) -> set[int]:

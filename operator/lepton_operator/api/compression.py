@@ -87,7 +87,10 @@ class ExportSpec(LeptonModel):
         max_length=2,
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    """torchscript (Triton's pytorch_libtorch backend) and/or onnx (onnxruntime backend)."""
+    """torchscript (Triton's pytorch_libtorch backend) and/or onnx (the onnxruntime backend;
+    the python backend serves it through ONNX Runtime). A static-int8 model's ONNX file is
+    quantized by ONNX Runtime from the same pruned model and calibration batches, and held to
+    the accuracy guard as well."""
 
 
 class EvaluationSpec(LeptonModel):
@@ -149,10 +152,11 @@ class CompressionSpec(LeptonModel):
                     # operator's builder after the resource was accepted.
                     "rule": "!has(self.export) || !has(self.export.formats) || "
                     "!('onnx' in self.export.formats) || "
-                    "(has(self.quantization) && self.quantization in ['none', 'codebook'])",
-                    "message": "export.formats onnx needs quantization none or codebook: ONNX "
-                    "has no portable encoding of PyTorch's quantized kernels (export "
-                    "torchscript, or set quantization: none or codebook)",
+                    "(has(self.quantization) && "
+                    "self.quantization in ['none', 'codebook', 'static-int8'])",
+                    "message": "export.formats onnx needs quantization none, codebook or "
+                    "static-int8: ONNX has no portable encoding of PyTorch's dynamic-int8 and "
+                    "fp16 kernels (export torchscript, or choose one of those quantizations)",
                     "fieldPath": ".export.formats",
                 },
                 {
@@ -180,6 +184,9 @@ class CompressionTrial(LeptonModel):
     """Size of the file this trial would serve (model.lpc for codebook trials)."""
     accuracy: float = Field(ge=0, le=1)
     """Accuracy on the evaluation data."""
+    onnx_accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Accuracy of model.onnx when ONNX Runtime quantized it apart (static-int8 with the onnx
+    export); the guard holds the lower of the two to its limit."""
     latency_ms: float | None = Field(default=None, ge=0)
     """Batch-1 latency on the CPU."""
     kept: bool

@@ -90,10 +90,12 @@ def write_artifacts(
     formats: tuple[str, ...] = ("torchscript",),
     packed_torchscript: bytes | None = None,
     compact: bytes | None = None,
+    onnx_model: bytes | None = None,
 ) -> ModelCard:
     """Write the model directory; returns the card with its files and their sizes.
 
-    `compact` is a codebook model's model.lpc, written besides the requested formats.
+    `compact` is a codebook model's model.lpc, written besides the requested formats;
+    `onnx_model` an ONNX file made apart (a static-int8 model's, quantized by ONNX Runtime).
     """
     written: dict[str, bytes] = {}
     if state_dict:
@@ -107,9 +109,9 @@ def write_artifacts(
             packed_torchscript = torchscript_bytes(to_torchscript(model, example_input(card)))
         written[TORCHSCRIPT] = packed_torchscript
     if "onnx" in formats:
-        if card.quantization not in ("none", "fp16", "codebook"):
+        if onnx_model is None and card.quantization not in ("none", "fp16", "codebook"):
             raise JobError(f"onnx export does not support {card.quantization} models")
-        written[ONNX] = onnx_bytes(model, example_input(card))
+        written[ONNX] = onnx_model or onnx_bytes(model, example_input(card))
     for name, data in written.items():
         storage.write_bytes(storage.join(uri, name), data)
     card = card.model_copy(

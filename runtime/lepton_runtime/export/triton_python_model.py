@@ -1,41 +1,84 @@
 """Triton python-backend model (copied into the repository as `<name>/<version>/model.py`).
 
-It runs `model.pt` (TorchScript) when the version has one, with only torch and numpy: that
-path needs nothing of Lepton inside the Triton image. A compressed model with weight sharing
-comes as `model.lpc` + `model.json` instead: the compact file is what is served, so the model
-is rebuilt from the card's spec and decoded at load, which needs the `lepton_runtime` package
-(pure Python) in the image as well.
+What it runs depends on what its version holds:
+- `model.onnx`: ONNX Runtime. On the CPU it serves the same network faster than TorchScript
+  (measured in docs/runtime.md, "Where the server path goes"), and a static-int8 model's ONNX
+  file is ONNX Runtime's own int8 (QDQ) quantization of it.
+- `model.pt` (TorchScript): torch. With only torch (or onnxruntime) and numpy, neither path
+  needs anything of Lepton inside the Triton image.
+- `model.lpc` + `model.json`, a compressed model with weight sharing: the compact file is what
+  is served, so the model is rebuilt from the card's spec and decoded at load, which needs the
+  `lepton_runtime` package (pure Python) in the image as well.
+Each engine is imported only when its file is served: a model instance's stub process starts
+faster without torch's import when it serves ONNX.
 All requests of a dynamic batch run as one forward pass, which is what makes batching pay.
 """
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+from numpy.typing import NDArray
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
+
+Batch = NDArray[np.float32]
+Forward = Callable[[Batch], Batch]
+
+
+def _onnx_forward(path: Path, threads: int, gpu: bool, device_id: int) -> Forward:
+    import onnxruntime  # noqa: PLC0415
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    providers: list[object] = ["CPUExecutionProvider"]
+    if gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+    session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+
+    def forward(batch: Batch) -> Batch:
+        (logits,) = session.run(None, {INPUT_NAME: batch})
+        return logits  # type: ignore[no-any-return]
+
+    return forward
+
+
+def _torch_forward(version: Path, threads: int, gpu: bool, device_id: int) -> Forward:
+    import torch  # noqa: PLC0415
+
+    device = torch.device(f"cuda:{device_id}" if gpu and torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(threads)
+    if (version / "model.pt").exists():
+        model = torch.jit.load(str(version / "model.pt"), map_location=device).eval()  # type: ignore[no-untyped-call]
+    else:
+        from lepton_runtime.export.artifacts import load_compact_model  # noqa: PLC0415
+
+        model = load_compact_model(str(version)).to(device)
+
+    def forward(batch: Batch) -> Batch:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()  # type: ignore[no-any-return]
+
+    return forward
 
 
 class TritonPythonModel:
     """The class name and methods are the python backend's protocol."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Load model.pt (or model.lpc) on the instance's device."""
-        json.loads(args["model_config"])
-        gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
-        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
-        torch.set_num_threads(int(os.environ.get("LEPTON_TORCH_THREADS", "1")))
+        """Load model.onnx, model.pt or model.lpc on the instance's device."""
+        gpu = args.get("model_instance_kind") == "GPU"
+        device_id = int(args.get("model_instance_device_id", "0"))
+        threads = int(os.environ.get("LEPTON_TORCH_THREADS", "1"))
         version = Path(args["model_repository"]) / args["model_version"]
-        if (version / "model.pt").exists():
-            self.model = torch.jit.load(str(version / "model.pt"), map_location=self.device).eval()  # type: ignore[no-untyped-call]
+        if (version / "model.onnx").exists():
+            self.forward = _onnx_forward(version / "model.onnx", threads, gpu, device_id)
         else:
-            from lepton_runtime.export.artifacts import load_compact_model  # noqa: PLC0415
-
-            self.model = load_compact_model(str(version)).to(self.device)
+            self.forward = _torch_forward(version, threads, gpu, device_id)
 
     def execute(self, requests: list[object]) -> list[object]:
         """One forward pass over all requests, split back per request."""
@@ -44,9 +87,8 @@ class TritonPythonModel:
             for request in requests
         ]
         sizes = [len(array) for array in arrays]
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
-            logits = self.model(batch).float().cpu().numpy()
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        logits = self.forward(batch)
         responses = []
         start = 0
         for size in sizes:
