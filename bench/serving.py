@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ import torch
 from numpy.typing import NDArray
 
 from bench.common import cache_dir, mnist_uri, report
-from lepton_runtime import package
+from lepton_runtime import package, storage
 from lepton_runtime.contract import DatasetSpec, PackageConfig
 from lepton_runtime.data import load_splits
-from lepton_runtime.export.artifacts import load_scripted
+from lepton_runtime.export.artifacts import ONNX, load_scripted
+from lepton_runtime.export.onnx import INPUT_NAME, onnx_session
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.tune.load import closed_loop, single_image_requests
 
@@ -106,6 +108,21 @@ def serve_and_measure(uri: str, batching: bool, images: NDArray[np.float32]) -> 
             return load_test(server, images)
 
 
+def _best_rate(call: Callable[[Any], object], inputs: list[Any], rounds: int) -> float:
+    """Calls per second of `call` over `inputs` in turn, the best of `rounds` 3 s runs after a
+    warm-up."""
+    for item in inputs[:20]:
+        call(item)
+    best = 0.0
+    for _ in range(rounds):
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 3.0:
+            call(inputs[count % len(inputs)])
+            count += 1
+        best = max(best, count / (time.perf_counter() - started))
+    return best
+
+
 def torch_inprocess(uri: str, images: NDArray[np.float32], rounds: int = 3) -> float:
     """Batch-1 requests per second of the same TorchScript model called in-process: the best
     of `rounds` 3 s runs. One run is enough to be slowed by whatever else the machine does
@@ -114,17 +131,17 @@ def torch_inprocess(uri: str, images: NDArray[np.float32], rounds: int = 3) -> f
     torch.set_num_threads(1)
     model = load_scripted(uri)
     tensors = [torch.from_numpy(image[None]) for image in images]
-    best = 0.0
     with torch.inference_mode():
-        for tensor in tensors[:20]:
-            model(tensor)
-        for _ in range(rounds):
-            count, started = 0, time.perf_counter()
-            while time.perf_counter() - started < 3.0:
-                model(tensors[count % len(tensors)])
-                count += 1
-            best = max(best, count / (time.perf_counter() - started))
-    return best
+        return _best_rate(model, tensors, rounds)
+
+
+def onnx_inprocess(uri: str, images: NDArray[np.float32], rounds: int = 3) -> float:
+    """Batch-1 requests per second of the model's ONNX file in ONNX Runtime, one thread, in
+    process: the best of `rounds` 3 s runs, as torch_inprocess."""
+    session = onnx_session(storage.read_bytes(storage.join(uri, ONNX)), threads=1)
+    run = session.run  # type: ignore[attr-defined]
+    feeds = [{INPUT_NAME: image[None]} for image in images]
+    return _best_rate(lambda feed: run(None, feed), feeds, rounds)
 
 
 def main() -> None:

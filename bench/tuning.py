@@ -16,9 +16,12 @@ budget), in one run:
 - `confirmed`: the default, the tuner's choice and the grid's best measured again in the same
   server, in alternating rounds of 3 s (the fair comparison of the three configs: a single
   1.5 s sample varies by tens of percent between runs here, and the best of 48 is biased up);
-- per model, `inprocess_throughput` (the same TorchScript called in-process at batch 1, one
-  thread) and `server_path_ratio`: the best served throughput at concurrency 32, any latency,
-  over it.
+- per model, `inprocess_throughput` (the model's TorchScript called in-process at batch 1,
+  one thread) and `server_path_ratio`: the best served throughput at concurrency 32, any
+  latency, over it. The int8 model is compressed with the onnx export as well, so the python
+  backend serves its model.onnx (ONNX Runtime's int8) and `served_format` is onnx; then
+  `inprocess_onnx_throughput` is that file called in-process at batch 1 (one thread), and
+  `server_path_ratio_over_onnx_inprocess` the served throughput over it.
 The load generator shares the two cores with the server: that is part of what is measured.
 """
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import cache_dir, mnist_uri, report, run_train_cli
-from bench.serving import torch_inprocess
+from bench.serving import onnx_inprocess, torch_inprocess
 from lepton_runtime import compress, package
 from lepton_runtime.contract import (
     CompressConfig,
@@ -45,7 +48,7 @@ from lepton_runtime.contract import (
     TuningRequest,
     TuningSpace,
 )
-from lepton_runtime.export.artifacts import read_card
+from lepton_runtime.export.artifacts import ONNX, read_card
 from lepton_runtime.serve.local import LocalTritonServer
 from lepton_runtime.tune.load import closed_loop
 from lepton_runtime.tune.runner import Tuner
@@ -72,6 +75,10 @@ def _train(uri: str, out: Path) -> str:
     return str(out)
 
 
+def _has_onnx(uri: Path) -> bool:
+    return (uri / "model.json").exists() and ONNX in read_card(str(uri)).files
+
+
 def models() -> dict[str, str]:
     """The int8 and float models: the other benchmarks' when cached, else small ones."""
     uri = mnist_uri()
@@ -83,9 +90,9 @@ def models() -> dict[str, str]:
     if float_uri is None:
         float_uri = _train(uri, own / "float")
     int8 = cache_dir() / "compressed" / "sparse-int8"
-    if not (int8 / "model.json").exists():
+    if not _has_onnx(int8):
         int8 = own / "int8"
-        if not (int8 / "model.json").exists():
+        if not _has_onnx(int8):
             compress.run(
                 CompressConfig.model_validate(
                     {
@@ -94,6 +101,7 @@ def models() -> dict[str, str]:
                         "pruning": {"targetSparsity": 0.5, "steps": 1, "fineTuneEpochs": 1},
                         "quantization": "static-int8",
                         "accuracyGuard": {"maxAccuracyDrop": 0.5, "mode": "absolute"},
+                        "exportFormats": ["torchscript", "onnx"],
                         "outputUri": str(int8),
                         "runtime": {"terminationMessagePath": str(own / "compress.termination")},
                     }
@@ -233,6 +241,14 @@ def measure(uri: str) -> dict[str, Any]:
     served = max(m.throughput for m, _ in grid_points[max(CONCURRENCY)])
     figures["best_served_throughput_c32"] = served
     figures["server_path_ratio"] = round(served / figures["inprocess_throughput"], 3)
+    if ONNX in read_card(uri).files:  # the python backend serves it, with ONNX Runtime
+        figures["served_format"] = "onnx"
+        figures["inprocess_onnx_throughput"] = round(onnx_inprocess(uri, images), 1)
+        figures["server_path_ratio_over_onnx_inprocess"] = round(
+            served / figures["inprocess_onnx_throughput"], 3
+        )
+    else:
+        figures["served_format"] = "torchscript"
     return figures
 
 
