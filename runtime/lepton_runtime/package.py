@@ -3,8 +3,9 @@
     <repository>/<name>/config.pbtxt
     <repository>/<name>/<version>/model.pt     (pytorch_libtorch; TorchScript)
     <repository>/<name>/<version>/model.onnx   (onnxruntime)
-    <repository>/<name>/<version>/model.py + model.onnx (python, models with an ONNX file:
-                                              runs it with ONNX Runtime)
+    <repository>/<name>/<version>/model.py + model.onnx + model.pt
+                                              (python, models with an ONNX file: runs it with
+                                              ONNX Runtime)
     <repository>/<name>/<version>/model.py + model.pt   (python, others: runs the TorchScript)
     <repository>/<name>/<version>/model.py + model.lpc + model.json
                                               (python, codebook models: decodes the compact file)
@@ -49,19 +50,32 @@ def _version_files(config: PackageConfig, card: ModelCard) -> dict[str, bytes]:
             CARD: card.model_dump_json(by_alias=True).encode(),
             "model.py": PYTHON_MODEL_SOURCE.read_bytes(),
         }
-    # The python backend runs an ONNX file when there is one: ONNX Runtime serves the same
-    # network faster than TorchScript on the CPU (docs/runtime.md).
-    onnx = config.backend == "onnxruntime" or (config.backend == "python" and ONNX in card.files)
-    needed = ONNX if onnx else TORCHSCRIPT
+    if config.backend == "python":
+        # model.py runs the ONNX file when there is one: ONNX Runtime serves the same network
+        # faster than TorchScript on the CPU (docs/runtime.md). The TorchScript goes along
+        # for a GPU instance that the image's ONNX Runtime cannot use.
+        shipped = [name for name in (ONNX, TORCHSCRIPT) if name in card.files]
+        if not shipped:
+            raise JobError(
+                f"backend python needs {TORCHSCRIPT} or {ONNX}, but {config.model_uri} has "
+                f"{card.files}"
+            )
+        files = {_REPOSITORY_NAME[name]: _read(config, name) for name in shipped}
+        return files | {"model.py": PYTHON_MODEL_SOURCE.read_bytes()}
+    needed = ONNX if config.backend == "onnxruntime" else TORCHSCRIPT
     if needed not in card.files:
         raise JobError(
             f"backend {config.backend} needs {needed}, but {config.model_uri} has {card.files}"
         )
-    model_bytes = storage.read_bytes(storage.join(config.model_uri, needed))
-    files: dict[str, bytes] = {"model.onnx" if needed == ONNX else "model.pt": model_bytes}
-    if config.backend == "python":
-        files["model.py"] = PYTHON_MODEL_SOURCE.read_bytes()
-    return files
+    return {_REPOSITORY_NAME[needed]: _read(config, needed)}
+
+
+_REPOSITORY_NAME = {ONNX: "model.onnx", TORCHSCRIPT: "model.pt"}
+"""What Triton's backends call each artifact file in a version directory."""
+
+
+def _read(config: PackageConfig, name: str) -> bytes:
+    return storage.read_bytes(storage.join(config.model_uri, name))
 
 
 def model_spec(config: PackageConfig, card: ModelCard) -> TritonModelSpec:

@@ -68,7 +68,7 @@ def onnx_artifact(
     [
         ("pytorch_libtorch", {"model.pt"}, "pytorch_libtorch"),
         ("onnxruntime", {"model.onnx"}, "onnxruntime_onnx"),
-        ("python", {"model.py", "model.onnx"}, ""),  # the python backend runs the ONNX file
+        ("python", {"model.py", "model.onnx", "model.pt"}, ""),
     ],
 )
 def test_repository_layout_and_config_parse(
@@ -191,7 +191,8 @@ def test_real_triton_runs_an_onnx_file_with_onnx_runtime_in_the_python_backend(
             runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t")),
         )
     )
-    assert not (tmp_path / "repo" / "mnist" / "1" / "model.pt").exists()
+    # Were torch to serve, this model would not load.
+    (tmp_path / "repo" / "mnist" / "1" / "model.pt").write_bytes(b"not a TorchScript archive")
     _, test = load_splits(DatasetSpec(uri=mnist_uri, test_limit=16))
     images = test.images.numpy()
     session = onnxruntime.InferenceSession(str(Path(onnx_artifact) / "model.onnx"))

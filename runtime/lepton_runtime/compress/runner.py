@@ -224,7 +224,10 @@ def _compress(config: CompressConfig, ctx: DistContext, progress: Progress) -> C
         )
         measured = ctx.broadcast_from_main(candidate.trial)
         # Every file exported is served somewhere: the guard holds the least accurate.
-        guarded = min(measured.accuracy, measured.onnx_accuracy or measured.accuracy)
+        guarded = min(
+            measured.accuracy,
+            measured.accuracy if measured.onnx_accuracy is None else measured.onnx_accuracy,
+        )
         passes, reason = verdict(baseline_accuracy, guarded, config.accuracy_guard)
         trial = measured.model_copy(
             update={

@@ -2,8 +2,9 @@
 
 What it runs depends on what its version holds:
 - `model.onnx`: ONNX Runtime. On the CPU it serves the same network faster than TorchScript
-  (measured in docs/runtime.md, "Where the server path goes"), and a static-int8 model's ONNX
-  file is ONNX Runtime's own int8 (QDQ) quantization of it.
+  (docs/design-notes.md, "ONNX Runtime in the python backend"), and a static-int8 model's
+  ONNX file is ONNX Runtime's own int8 (QDQ) quantization of it. On a GPU instance that the
+  installed ONNX Runtime cannot use, the TorchScript beside it serves instead.
 - `model.pt` (TorchScript): torch. With only torch (or onnxruntime) and numpy, neither path
   needs anything of Lepton inside the Triton image.
 - `model.lpc` + `model.json`, a compressed model with weight sharing: the compact file is what
@@ -27,6 +28,19 @@ OUTPUT_NAME = "OUTPUT__0"
 
 Batch = NDArray[np.float32]
 Forward = Callable[[Batch], Batch]
+
+
+def _onnx_serves(version: Path, gpu: bool) -> bool:
+    """ONNX Runtime serves when the version has model.onnx, unless the instance is on a GPU
+    that this ONNX Runtime cannot use and the TorchScript, which torch can put there, is
+    there too."""
+    if not (version / "model.onnx").exists():
+        return False
+    if not gpu or not (version / "model.pt").exists():
+        return True
+    import onnxruntime  # noqa: PLC0415
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def _onnx_forward(path: Path, threads: int, gpu: bool, device_id: int) -> Forward:
@@ -75,7 +89,7 @@ class TritonPythonModel:
         device_id = int(args.get("model_instance_device_id", "0"))
         threads = int(os.environ.get("LEPTON_TORCH_THREADS", "1"))
         version = Path(args["model_repository"]) / args["model_version"]
-        if (version / "model.onnx").exists():
+        if _onnx_serves(version, gpu):
             self.forward = _onnx_forward(version / "model.onnx", threads, gpu, device_id)
         else:
             self.forward = _torch_forward(version, threads, gpu, device_id)
