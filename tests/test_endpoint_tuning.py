@@ -23,6 +23,7 @@ from lepton_operator.settings import OperatorSettings
 from lepton_operator.status import EndpointCore, with_tuning_outcome
 from lepton_operator.tuning_reports import current_tuning, tuning_report, tuning_status
 from lepton_runtime.contract import (
+    ExportFormat,
     PackageConfig,
     PackageSummary,
     TritonSettings,
@@ -59,10 +60,15 @@ def _render(endpoint: LeptonEndpoint) -> tuple[PackageConfig, dict[str, Any]]:
     return config, manifests["Deployment"]
 
 
-def _measurement(batch: int, throughput: float, p99: float, within: bool) -> TuningMeasurement:
+def _measurement(
+    batch: int, throughput: float, p99: float, within: bool, model_format: ExportFormat = "onnx"
+) -> TuningMeasurement:
     return TuningMeasurement(
         settings=TritonSettings(
-            max_batch_size=batch, max_queue_delay_microseconds=500, instances=2
+            max_batch_size=batch,
+            max_queue_delay_microseconds=500,
+            instances=2,
+            model_format=model_format,
         ),
         throughput=throughput,
         p50_ms=p99 / 2,
@@ -72,7 +78,7 @@ def _measurement(batch: int, throughput: float, p99: float, within: bool) -> Tun
 
 
 def _result(budget_met: bool = True) -> TuningResult:
-    fast = _measurement(16, 6000.0, 4.2 if budget_met else 7.5, budget_met)
+    fast = _measurement(16, 6000.0, 4.2 if budget_met else 7.5, budget_met, "torchscript")
     slow = _measurement(1, 1500.0, 6.0, False)
     return TuningResult(
         chosen=fast,
@@ -145,6 +151,7 @@ def test_a_known_result_is_served_without_measuring_and_without_a_restart() -> N
     assert config.tuning is None
     assert (config.max_batch_size, config.instance_group.count) == (16, 2)
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.model_format == "torchscript"  # the file the choice was measured with
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations == fresh_deployment["spec"]["template"]["metadata"]["annotations"]
     assert fresh_config != config
@@ -161,6 +168,7 @@ def test_a_result_for_another_model_or_space_is_not_reused() -> None:
     [
         {"tuning": {**TUNING, "latencyBudgetMs": 10}},
         {"tuning": {**TUNING, "space": {"instanceCounts": [1]}}},
+        {"tuning": {**TUNING, "space": {"modelFormats": ["torchscript"]}}},
         {"resources": {"cpu": "8"}},
     ],
 )

@@ -12,13 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lepton_runtime.contract import TritonSettings, TuningMeasurement, TuningSpace
+from lepton_runtime.contract import ExportFormat, TritonSettings, TuningMeasurement, TuningSpace
 from lepton_runtime.tune.search import (
     CONFIRMING_SAMPLES,
+    Coordinates,
     Dimensions,
     better,
     choose,
     confirm_choice,
+    formats_to_try,
     grid_search,
     pooled,
     quick_search,
@@ -42,8 +44,8 @@ class Surface:
     each dimension alone rises to its peak and falls after it (the shape of batch size and
     queue delay on a real server); p99 grows with the batch and the delay."""
 
-    def __init__(self, space: TuningSpace, peaks: tuple[int, int, int, int], budget: float) -> None:
-        self.dimensions = Dimensions.of(space)
+    def __init__(self, dimensions: Dimensions, peaks: Coordinates, budget: float) -> None:
+        self.dimensions = dimensions
         self.peaks = peaks
         self.budget = budget
         self.calls: list[TritonSettings] = []
@@ -51,13 +53,14 @@ class Surface:
     def _factor(self, axis: int, index: int) -> float:
         return 1.0 / (1.0 + 0.5 * abs(index - self.peaks[axis]))
 
-    def index(self, settings: TritonSettings) -> tuple[int, int, int, int]:
+    def index(self, settings: TritonSettings) -> Coordinates:
         d = self.dimensions
         return (
             d.batch.index(settings.max_batch_size),
             d.delay.index(settings.max_queue_delay_microseconds),
             d.preferred.index(settings.preferred_batch_size),
             d.instances.index(settings.instances),
+            d.formats.index(settings.model_format),
         )
 
     def __call__(self, settings: TritonSettings) -> TuningMeasurement:
@@ -76,34 +79,39 @@ SPACES = st.builds(
     ),
     preferred_batch_sizes=st.just([]),
     instance_counts=st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True),
+    model_formats=st.permutations(["onnx", "torchscript"]).map(list),
 )
+RUNNABLE: st.SearchStrategy[tuple[ExportFormat, ...]] = st.sampled_from(
+    [(), ("onnx",), ("torchscript",), ("onnx", "torchscript")]
+)
+"""What a model's files let the python backend run: nothing to choose (a compact model),
+one format, or both."""
+DIMENSIONS = st.builds(Dimensions.of, SPACES, RUNNABLE)
 
 
-def _peaks(space: TuningSpace, data: st.DataObject) -> tuple[int, int, int, int]:
-    sizes = Dimensions.of(space).sizes
-    return tuple(data.draw(st.integers(0, n - 1)) for n in sizes)  # type: ignore[return-value]
+def _peaks(dimensions: Dimensions, data: st.DataObject) -> Coordinates:
+    return tuple(data.draw(st.integers(0, n - 1)) for n in dimensions.sizes)  # type: ignore[return-value]
 
 
 @settings(max_examples=300, deadline=None)
-@given(space=SPACES, data=st.data())
+@given(dimensions=DIMENSIONS, data=st.data())
 def test_quick_finds_the_grid_best_of_a_separable_peaked_surface(
-    space: TuningSpace, data: st.DataObject
+    dimensions: Dimensions, data: st.DataObject
 ) -> None:
-    surface = Surface(space, _peaks(space, data), budget=math.inf)
-    quick = choose(quick_search(space, surface, min_gain=0.0, concurrency=8))
-    best = choose(grid_search(space, Surface(space, surface.peaks, math.inf)))
+    surface = Surface(dimensions, _peaks(dimensions, data), budget=math.inf)
+    quick = choose(quick_search(dimensions, surface, min_gain=0.0, concurrency=8))
+    best = choose(grid_search(dimensions, Surface(dimensions, surface.peaks, math.inf)))
     assert quick.throughput == pytest.approx(best.throughput)
 
 
 @settings(max_examples=300, deadline=None)
-@given(space=SPACES, data=st.data(), budget=st.floats(1.0, 20.0))
+@given(dimensions=DIMENSIONS, data=st.data(), budget=st.floats(1.0, 20.0))
 def test_quick_measures_only_a_seed_twice_and_measures_less_than_the_grid(
-    space: TuningSpace, data: st.DataObject, budget: float
+    dimensions: Dimensions, data: st.DataObject, budget: float
 ) -> None:
-    surface = Surface(space, _peaks(space, data), budget)
-    measured = quick_search(space, surface, min_gain=0.03, concurrency=32)
+    surface = Surface(dimensions, _peaks(dimensions, data), budget)
+    measured = quick_search(dimensions, surface, min_gain=0.03, concurrency=32)
     keys = [s.model_dump_json() for s in surface.calls]
-    dimensions = Dimensions.of(space)
     seeds = {dimensions.settings(at) for at in dimensions.seeds(32)}
     twice = {key for key in keys if keys.count(key) > 1}
     assert all(keys.count(key) == 2 for key in twice)
@@ -113,12 +121,15 @@ def test_quick_measures_only_a_seed_twice_and_measures_less_than_the_grid(
 
 
 @settings(max_examples=300, deadline=None)
-@given(space=SPACES, data=st.data(), budget=st.floats(1.0, 20.0))
+@given(dimensions=DIMENSIONS, data=st.data(), budget=st.floats(1.0, 20.0))
 def test_the_choice_is_the_fastest_within_budget_else_the_fastest(
-    space: TuningSpace, data: st.DataObject, budget: float
+    dimensions: Dimensions, data: st.DataObject, budget: float
 ) -> None:
     measured = quick_search(
-        space, Surface(space, _peaks(space, data), budget), min_gain=0.03, concurrency=8
+        dimensions,
+        Surface(dimensions, _peaks(dimensions, data), budget),
+        min_gain=0.03,
+        concurrency=8,
     )
     chosen = choose(measured)
     within = [m for m in measured if m.within_budget]
@@ -149,16 +160,16 @@ class Noisy:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    space=SPACES,
+    dimensions=DIMENSIONS,
     data=st.data(),
     budget=st.floats(1.0, 20.0),
     factors=st.lists(st.floats(0.5, 1.5), min_size=1, max_size=8),
 )
 def test_the_choice_is_confirmed_by_a_second_sample(
-    space: TuningSpace, data: st.DataObject, budget: float, factors: list[float]
+    dimensions: Dimensions, data: st.DataObject, budget: float, factors: list[float]
 ) -> None:
-    surface = Surface(space, _peaks(space, data), budget)
-    walked = quick_search(space, surface, min_gain=0.03, concurrency=8)
+    surface = Surface(dimensions, _peaks(dimensions, data), budget)
+    walked = quick_search(dimensions, surface, min_gain=0.03, concurrency=8)
     again = Noisy(factors, budget)
     again.first = {m.settings.model_dump_json(): m for m in walked}
     confirmed = confirm_choice(walked, again)
@@ -203,14 +214,15 @@ def test_preferred_sizes_above_a_candidates_batch_are_never_tried() -> None:
     space = TuningSpace(
         max_batch_sizes=[1, 8, 32], max_queue_delays_microseconds=[100], preferred_batch_sizes=[16]
     )
-    candidates = Dimensions.of(space).all()
+    dimensions = Dimensions.of(space)
+    candidates = dimensions.all()
     assert all(
         c.preferred_batch_size is None or c.preferred_batch_size <= c.max_batch_size
         for c in candidates
     )
     assert len(candidates) == (3 + 1) * 2  # none for every batch, 16 only with 32; x2 instances
-    surface = Surface(space, (2, 0, 1, 0), budget=math.inf)
-    quick_search(space, surface, min_gain=0.0, concurrency=16)
+    surface = Surface(dimensions, (2, 0, 1, 0, 0), budget=math.inf)
+    quick_search(dimensions, surface, min_gain=0.0, concurrency=16)
     assert all(
         c.preferred_batch_size is None or c.preferred_batch_size <= c.max_batch_size
         for c in surface.calls
@@ -264,8 +276,47 @@ def test_better(new: tuple[float, float], old: tuple[float, float], expected: bo
         ({"max_batch_sizes": [0, 8]}, "maxBatchSizes must be >= 1"),
         ({"max_batch_sizes": [8], "preferred_batch_sizes": [16]}, "between 1 and"),
         ({"instance_counts": [0]}, "instanceCounts"),
+        ({"model_formats": ["onnx", "onnx"]}, "names a format twice"),
+        ({"model_formats": []}, "at least 1 item"),
     ],
 )
 def test_contradictory_spaces_are_refused(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TuningSpace.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("listed", "runnable", "expected"),
+    [
+        (
+            ["torchscript", "onnx"],
+            ("onnx", "torchscript"),
+            ("torchscript", "onnx"),
+        ),  # space's order
+        (["onnx", "torchscript"], ("torchscript",), ("torchscript",)),  # only what the model has
+        (["onnx"], (), (None,)),  # a compact model: no file to choose
+    ],
+)
+def test_the_formats_tried_are_the_listed_ones_the_model_has(
+    listed: list[ExportFormat],
+    runnable: tuple[ExportFormat, ...],
+    expected: tuple[ExportFormat | None, ...],
+) -> None:
+    assert formats_to_try(TuningSpace(model_formats=listed), runnable) == expected
+
+
+def test_a_listed_format_the_model_lacks_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match=r"tuning.space.modelFormats \['onnx'\].*only"):
+        formats_to_try(TuningSpace(model_formats=["onnx"]), ("torchscript",))
+
+
+def test_the_walk_starts_in_the_first_format_and_moves_to_a_faster_second() -> None:
+    space = TuningSpace(max_batch_sizes=[1, 8, 32], max_queue_delays_microseconds=[0, 500])
+    dimensions = Dimensions.of(space, ("onnx", "torchscript"))
+    assert dimensions.formats == ("onnx", "torchscript")
+    assert {dimensions.settings(at).model_format for at in dimensions.seeds(8)} == {"onnx"}  # type: ignore[union-attr]
+    assert len(dimensions.all()) == 3 * 2 * 2 * 2  # batch x delay x instances x format
+    surface = Surface(dimensions, (1, 0, 0, 0, 1), budget=math.inf)  # torchscript peaks
+    chosen = choose(quick_search(dimensions, surface, min_gain=0.03, concurrency=8))
+    assert chosen.settings.model_format == "torchscript"
+    assert chosen.settings.max_batch_size == 8

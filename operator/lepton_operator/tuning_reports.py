@@ -52,6 +52,7 @@ def _candidate(measured: TuningMeasurement) -> TuningCandidate:
         preferred_batch_size=settings.preferred_batch_size,
         max_queue_delay_microseconds=settings.max_queue_delay_microseconds,
         instances=settings.instances,
+        model_format=settings.model_format,
         throughput=measured.throughput,
         p50_ms=measured.p50_ms,
         p99_ms=measured.p99_ms,

@@ -160,10 +160,7 @@ def plot_tuning(serving: ServingOutcome, path: Path) -> Path:
                  edgecolors="tab:red", linewidths=2, label="served")  # fmt: skip
     axes.set_xlabel("p99 latency (ms)")
     axes.set_ylabel("requests per second")
-    axes.set_title(
-        f"Tuning {serving.name}: maxBatchSize {settings.max_batch_size}, delay "
-        f"{settings.max_queue_delay_microseconds} us, {settings.instances} instance(s)"
-    )
+    axes.set_title(f"Tuning {serving.name}: {settings.describe()}", fontsize="medium")
     axes.legend()
     return _save(figure, axes, path)
 

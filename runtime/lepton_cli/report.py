@@ -37,17 +37,13 @@ def _tuning_rows(tuning: TuningResult | None) -> list[tuple[str, str]]:
     if tuning is None:
         return []
     chosen = tuning.chosen
-    settings = chosen.settings
-    preferred = settings.preferred_batch_size
     verdict = (
         ""
         if tuning.budget_met
         else f" [red](over the {tuning.latency_budget_ms:g} ms budget)[/red]"
     )
     return [
-        ("tuned config", f"maxBatchSize {settings.max_batch_size}, delay "
-         f"{settings.max_queue_delay_microseconds} us, preferred {preferred or 'none'}, "
-         f"{settings.instances} instance(s)"),
+        ("tuned config", chosen.settings.describe()),
         ("tuned load", f"[bold]{chosen.throughput:,.0f} requests/s[/bold] at p99 "
          f"{chosen.p99_ms:.2f} ms{verdict} (gRPC)"),
         ("tuning", f"{len(tuning.candidates)} of {tuning.grid_size} candidates "

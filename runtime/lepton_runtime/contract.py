@@ -305,6 +305,10 @@ def _torchscript_only() -> list[ExportFormat]:
     return ["torchscript"]
 
 
+def _onnx_then_torchscript() -> list[ExportFormat]:
+    return ["onnx", "torchscript"]
+
+
 class CompressConfig(ContractModel):
     """Config of `python -m lepton_runtime compress`."""
 
@@ -459,6 +463,11 @@ class TuningSpace(ContractModel):
     maxBatchSize: skipped for it)."""
     instance_counts: AscendingInts = Field(default_factory=lambda: [1, 2], min_length=1)
     """Model instances per server to try."""
+    model_formats: list[ExportFormat] = Field(
+        default_factory=_onnx_then_torchscript, min_length=1, max_length=2
+    )
+    """Files of the model the python backend may run, tried where the model has them (the
+    first is where the walk starts): onnx (ONNX Runtime) and torchscript (torch)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TuningSpace:
@@ -466,6 +475,8 @@ class TuningSpace(ContractModel):
             raise ValueError("maxBatchSizes must be >= 1: tuning searches the dynamic batcher")
         if self.instance_counts[0] < 1:
             raise ValueError("instanceCounts must be >= 1")
+        if len(set(self.model_formats)) != len(self.model_formats):
+            raise ValueError(f"modelFormats {self.model_formats} names a format twice")
         too_big = [p for p in self.preferred_batch_sizes if p > self.max_batch_sizes[-1]]
         if too_big or (self.preferred_batch_sizes and self.preferred_batch_sizes[0] < 1):
             raise ValueError(
@@ -510,6 +521,17 @@ class TritonSettings(ContractModel):
     """maxQueueDelayMicroseconds."""
     instances: int
     """Model instances."""
+    model_format: ExportFormat | None = None
+    """The file the python backend runs (None: model.onnx when the model has one)."""
+
+    def describe(self) -> str:
+        """One line for logs, the run table and plots."""
+        preferred = self.preferred_batch_size or "none"
+        described = (
+            f"maxBatchSize {self.max_batch_size}, delay {self.max_queue_delay_microseconds} us, "
+            f"preferred {preferred}, {self.instances} instance(s)"
+        )
+        return f"{described}, {self.model_format}" if self.model_format else described
 
 
 class TuningMeasurement(ContractModel):
@@ -570,6 +592,9 @@ class PackageConfig(ContractModel):
     """Dynamic batcher settings."""
     instance_group: InstanceGroup = Field(default_factory=InstanceGroup)
     """Instances and device kind."""
+    model_format: ExportFormat | None = None
+    """python backend: which of the model's files it runs, onnx or torchscript (default:
+    model.onnx when the model has one, else the TorchScript)."""
     warmup: bool = True
     """Add a warmup request so the first real request is not slow."""
     tuning: TuningRequest | None = None
@@ -589,6 +614,11 @@ class PackageConfig(ContractModel):
         if too_big:
             raise ValueError(
                 f"preferredBatchSizes {too_big} exceed maxBatchSize {self.max_batch_size}"
+            )
+        if self.model_format is not None and self.backend != "python":
+            raise ValueError(
+                f"modelFormat chooses the file the python backend runs; backend {self.backend} "
+                "runs its own: drop modelFormat or set backend to python"
             )
         if self.tuning is not None and self.backend != "python":
             raise ValueError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lepton_runtime import storage
-from lepton_runtime.contract import PackageConfig, PackageSummary
+from lepton_runtime.contract import ExportFormat, PackageConfig, PackageSummary
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import (
     CARD,
@@ -72,6 +72,15 @@ def _version_files(config: PackageConfig, card: ModelCard) -> dict[str, bytes]:
 
 _REPOSITORY_NAME = {ONNX: "model.onnx", TORCHSCRIPT: "model.pt"}
 """What Triton's backends call each artifact file in a version directory."""
+_ARTIFACT_OF_FORMAT: dict[ExportFormat, str] = {"onnx": ONNX, "torchscript": TORCHSCRIPT}
+
+
+def runnable_formats(config: PackageConfig, card: ModelCard) -> list[ExportFormat]:
+    """The formats the python backend's model.py can be told to run for `card`'s model (none
+    for a compact model, which it decodes, or for another backend)."""
+    if config.backend != "python" or COMPACT in card.files:
+        return []
+    return [fmt for fmt, name in _ARTIFACT_OF_FORMAT.items() if name in card.files]
 
 
 def _read(config: PackageConfig, name: str) -> bytes:
@@ -89,6 +98,7 @@ def model_spec(config: PackageConfig, card: ModelCard) -> TritonModelSpec:
         dynamic_batching=config.dynamic_batching,
         instance_group=config.instance_group,
         warmup=config.warmup,
+        model_format=config.model_format,
     )
 
 
@@ -96,6 +106,13 @@ def run(config: PackageConfig) -> PackageSummary:
     """Write the repository entry for one model version."""
     card = read_card(config.model_uri)
     files = _version_files(config, card)
+    formats = runnable_formats(config, card)
+    if config.model_format is not None and config.model_format not in formats:
+        raise JobError(
+            f"modelFormat {config.model_format}: the python backend can run "
+            f"{formats or 'only the compact file'} of {config.model_uri}; name one of those "
+            "or drop modelFormat"
+        )
     model_dir = Path(config.repository) / config.model_name
     version_dir = model_dir / str(config.version)
     for name, data in files.items():
@@ -107,7 +124,7 @@ def run(config: PackageConfig) -> PackageSummary:
     if config.tuning is not None:
         from lepton_runtime.tune.runner import tune  # noqa: PLC0415 (tritonclient, numpy)
 
-        tuning = tune(config.repository, spec, config.tuning)
+        tuning = tune(config.repository, spec, config.tuning, formats=formats)
     return PackageSummary(
         repository=config.repository,
         model_name=config.model_name,

@@ -10,8 +10,9 @@ import pytest
 
 pytest.importorskip("torch", reason="runtime tests need the [runtime] extra")
 
-from lepton_runtime import train
+from lepton_runtime import compress, train
 from lepton_runtime.contract import (
+    CompressConfig,
     DatasetSpec,
     Hyperparameters,
     LeptonNetSpec,
@@ -70,3 +71,24 @@ def trained(mnist_uri: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[s
     out = tmp_path_factory.mktemp("trained")
     summary = train.run(trained_config(mnist_uri, out))
     return summary.model_uri, summary
+
+
+@pytest.fixture(scope="session")
+def onnx_artifact(
+    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The trained model exported with ONNX as well (float, lightly pruned)."""
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    config = CompressConfig.model_validate(
+        {
+            "sourceModelUri": trained[0],
+            "dataset": {"uri": mnist_uri, "trainLimit": 256, "testLimit": 200},
+            "pruning": {"targetSparsity": 0.3, "steps": 1, "fineTuneEpochs": 0},
+            "quantization": "none",
+            "accuracyGuard": {"maxAccuracyDrop": 0.2},
+            "exportFormats": ["torchscript", "onnx"],
+            "outputUri": str(out),
+            "runtime": {"terminationMessagePath": str(out.parent / "t"), "numThreads": 1},
+        }
+    )
+    return compress.run(config).model_uri

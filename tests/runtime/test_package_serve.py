@@ -15,11 +15,11 @@ import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from google.protobuf import text_format
+from numpy.typing import NDArray
 from tritonclient.grpc import model_config_pb2
 
-from lepton_runtime import compress, package
+from lepton_runtime import package
 from lepton_runtime.contract import (
-    CompressConfig,
     DatasetSpec,
     DynamicBatching,
     InstanceGroup,
@@ -35,32 +35,13 @@ from tests.live_processes import live_processes
 
 pytestmark = pytest.mark.runtime
 
+Images = NDArray[np.float32]
+
 
 def _parse(path: str) -> model_config_pb2.ModelConfig:
     config = model_config_pb2.ModelConfig()
     text_format.Parse(Path(path).read_text(), config)
     return config
-
-
-@pytest.fixture(scope="module")
-def onnx_artifact(
-    trained: tuple[str, TrainSummary], mnist_uri: str, tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    """The trained model exported with ONNX as well (float, lightly pruned)."""
-    out = tmp_path_factory.mktemp("onnx") / "model"
-    config = CompressConfig.model_validate(
-        {
-            "sourceModelUri": trained[0],
-            "dataset": {"uri": mnist_uri, "trainLimit": 256, "testLimit": 200},
-            "pruning": {"targetSparsity": 0.3, "steps": 1, "fineTuneEpochs": 0},
-            "quantization": "none",
-            "accuracyGuard": {"maxAccuracyDrop": 0.2},
-            "exportFormats": ["torchscript", "onnx"],
-            "outputUri": str(out),
-            "runtime": {"terminationMessagePath": str(out.parent / "t"), "numThreads": 1},
-        }
-    )
-    return compress.run(config).model_uri
 
 
 @pytest.mark.parametrize(
@@ -177,6 +158,13 @@ def test_real_triton_serves_correct_predictions(
         assert success and float(success[0].split()[-1]) >= 5
 
 
+def _infer(grpc: grpcclient.InferenceServerClient, images: Images) -> Images:
+    """The served model's logits for `images`, as one request."""
+    request = grpcclient.InferInput("INPUT__0", list(images.shape), "FP32")
+    request.set_data_from_numpy(images)
+    return grpc.infer("mnist", [request]).as_numpy("OUTPUT__0")  # type: ignore[no-any-return]
+
+
 def test_real_triton_runs_an_onnx_file_with_onnx_runtime_in_the_python_backend(
     onnx_artifact: str, mnist_uri: str, tmp_path: Path
 ) -> None:
@@ -199,14 +187,60 @@ def test_real_triton_runs_an_onnx_file_with_onnx_runtime_in_the_python_backend(
     (expected,) = session.run(None, {"INPUT__0": images})
     with LocalTritonServer(tmp_path / "repo") as server:
         grpc = grpcclient.InferenceServerClient(server.grpc_url)
-        batch = grpcclient.InferInput("INPUT__0", list(images.shape), "FP32")
-        batch.set_data_from_numpy(images)
-        logits = grpc.infer("mnist", [batch]).as_numpy("OUTPUT__0")
-        assert np.allclose(logits, expected, atol=1e-5)
-        one = grpcclient.InferInput("INPUT__0", [1, 1, 28, 28], "FP32")
-        one.set_data_from_numpy(images[3:4])
-        single = grpc.infer("mnist", [one]).as_numpy("OUTPUT__0")
+        assert np.allclose(_infer(grpc, images), expected, atol=1e-5)
+        single = _infer(grpc, images[3:4])
         assert np.allclose(single, expected[3:4], atol=1e-5)
+
+
+def test_a_named_torchscript_format_makes_the_python_backend_run_torch(
+    onnx_artifact: str, mnist_uri: str, tmp_path: Path
+) -> None:
+    """modelFormat torchscript (what a tuning run may choose) serves the TorchScript of a
+    model that has an ONNX file as well."""
+    summary = package.run(
+        PackageConfig(
+            model_uri=onnx_artifact,
+            model_name="mnist",
+            backend="python",
+            model_format="torchscript",
+            repository=str(tmp_path / "repo"),
+            runtime=RuntimeOptions(termination_message_path=str(tmp_path / "t")),
+        )
+    )
+    parsed = _parse(summary.config_path)
+    assert parsed.parameters["lepton_model_format"].string_value == "torchscript"
+    # Were ONNX Runtime to serve, this model would not load.
+    (tmp_path / "repo" / "mnist" / "1" / "model.onnx").write_bytes(b"not an ONNX model")
+    _, test = load_splits(DatasetSpec(uri=mnist_uri, test_limit=16))
+    images = test.images.numpy()
+    with torch.inference_mode():
+        expected = load_scripted(onnx_artifact)(test.images).numpy()
+    with LocalTritonServer(tmp_path / "repo") as server:
+        logits = _infer(grpcclient.InferenceServerClient(server.grpc_url), images)
+    assert np.allclose(logits, expected, atol=1e-4)
+
+
+def test_a_named_format_the_model_lacks_is_refused_before_serving(
+    trained: tuple[str, TrainSummary], tmp_path: Path
+) -> None:
+    with pytest.raises(
+        JobError, match=r"modelFormat onnx: the python backend can run \['torchscript'\]"
+    ):
+        package.run(
+            PackageConfig(
+                model_uri=trained[0],
+                backend="python",
+                model_format="onnx",
+                repository=str(tmp_path),
+            )
+        )
+    with pytest.raises(ValueError, match="modelFormat chooses the file the python backend runs"):
+        PackageConfig(
+            model_uri=trained[0],
+            backend="pytorch_libtorch",
+            model_format="torchscript",
+            repository=str(tmp_path),
+        )
 
 
 def _live_members(group: int) -> set[int]:

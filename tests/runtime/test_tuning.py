@@ -76,6 +76,33 @@ def test_tuning_measures_chooses_and_leaves_the_choice_served(
     assert logits.shape == (1, 10)
 
 
+def test_tuning_measures_each_format_of_a_model_that_has_two_and_serves_the_choice(
+    onnx_artifact: str, tmp_path: Path
+) -> None:
+    request = {
+        "latencyBudgetMs": 10_000,
+        "concurrency": [4],
+        "space": {"maxBatchSizes": [8], "maxQueueDelaysMicroseconds": [100], "instanceCounts": [1]},
+        "secondsPerCandidate": 0.4,
+    }
+    result = package.run(_package(onnx_artifact, tmp_path, request)).tuning
+    assert result is not None
+    assert result.grid_size == 2  # one config, two formats
+    assert {m.settings.model_format for m in result.candidates} == {"onnx", "torchscript"}
+    assert result.candidates[0].settings.model_format == "onnx"  # the space's first
+    served = _served_config(tmp_path)
+    chosen_format = result.chosen.settings.model_format
+    assert served.parameters["lepton_model_format"].string_value == chosen_format
+
+
+def test_a_listed_format_the_model_lacks_fails_tuning_naming_the_field(
+    trained: tuple[str, TrainSummary], tmp_path: Path
+) -> None:
+    request = {"latencyBudgetMs": 5, "space": {**SPACE, "modelFormats": ["onnx"]}}
+    with pytest.raises(JobError, match=r"tuning.space.modelFormats \['onnx'\]: the model has only"):
+        package.run(_package(trained[0], tmp_path, request))
+
+
 def test_a_budget_no_candidate_meets_serves_the_fastest_and_says_so(
     trained: tuple[str, TrainSummary], tmp_path: Path
 ) -> None:

@@ -176,6 +176,17 @@ def _int_set(default: list[int], max_items: int = 16) -> Any:
     )
 
 
+ServedFormat = Literal["torchscript", "onnx"]
+"""The model files the python backend can run (a state dict is not served). In the order of
+the runtime's ExportFormat: typing treats Literals of the same values as one type whatever
+their order, and pydantic reuses the schema of the first it meets, so another order would
+make the CRD's enum depend on which module built its schema first."""
+
+
+def _both_formats() -> list[ServedFormat]:
+    return ["onnx", "torchscript"]
+
+
 class TuningSpaceSpec(LeptonModel):
     """The Triton settings tuning may choose from; each list is one dimension of the search."""
 
@@ -207,6 +218,14 @@ class TuningSpaceSpec(LeptonModel):
     """Preferred batch sizes to try one at a time, besides none (default: none only)."""
     instance_counts: list[Annotated[int, Field(ge=1, le=64)]] = _int_set([1, 2], 8)
     """instanceGroup.count values to try."""
+    model_formats: list[ServedFormat] = Field(
+        default_factory=_both_formats,
+        min_length=1,
+        max_length=2,
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["onnx", "torchscript"]},
+    )
+    """Files of the model the python backend may run, tried where the model has them: onnx
+    (ONNX Runtime) and torchscript (torch); the first is where the search starts."""
 
 
 class TuningSpec(LeptonModel):
@@ -221,7 +240,8 @@ class TuningSpec(LeptonModel):
     space: TuningSpaceSpec = Field(
         default_factory=TuningSpaceSpec, json_schema_extra={"default": {}}
     )
-    """What tuning may change (defaults: batch 1-64, delay 0-2000 us, 1-2 instances)."""
+    """What tuning may change (defaults: batch 1-64, delay 0-2000 us, 1-2 instances, ONNX
+    and TorchScript where the model has both)."""
     seconds_per_candidate: float = Field(default=1.5, ge=0.2, le=60)
     """Measured load per candidate and concurrency level."""
     strategy: Literal["quick", "grid"] = "quick"
@@ -276,8 +296,8 @@ class EndpointSpec(LeptonModel):
     )
     """Labels and annotations added to every pod."""
     tuning: TuningSpec | None = None
-    """Tune maxBatchSize, the queue delay and the instance count to a latency budget by
-    measuring them on the real Triton before serving (python backend)."""
+    """Tune maxBatchSize, the queue delay, the instance count and the model format to a
+    latency budget by measuring them on the real Triton before serving (python backend)."""
 
 
 class TuningCandidate(LeptonModel):
@@ -291,6 +311,8 @@ class TuningCandidate(LeptonModel):
     """dynamicBatching.maxQueueDelayMicroseconds."""
     instances: int = Field(ge=1)
     """instanceGroup.count."""
+    model_format: ServedFormat | None = None
+    """The model file the python backend ran (none: the model offers no choice)."""
     throughput: float = Field(ge=0)
     """Requests per second at the highest concurrency level."""
     p50_ms: float = Field(ge=0)

@@ -117,6 +117,7 @@ def pinned_choice(endpoint: LeptonEndpoint, model_uri: str) -> TritonSettings | 
         preferred_batch_size=chosen.preferred_batch_size,
         max_queue_delay_microseconds=chosen.max_queue_delay_microseconds,
         instances=chosen.instances,
+        model_format=chosen.model_format,
     )
 
 

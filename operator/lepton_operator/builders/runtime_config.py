@@ -191,6 +191,7 @@ def tuning_request(tuning: TuningSpec) -> TuningRequest:
             max_queue_delays_microseconds=space.max_queue_delays_microseconds,
             preferred_batch_sizes=space.preferred_batch_sizes,
             instance_counts=space.instance_counts,
+            model_formats=space.model_formats,
         ),
         seconds_per_candidate=tuning.seconds_per_candidate,
         strategy=tuning.strategy,
@@ -225,8 +226,10 @@ def render_package_config(
         max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
     )
     instances = triton.instance_group.count
+    model_format = None
     if spec.tuning is not None and tuned is not None:
         max_batch_size, instances = tuned.max_batch_size, tuned.instances
+        model_format = tuned.model_format
         preferred = tuned.preferred_batch_size
         dynamic_batching = DynamicBatching(
             enabled=True,
@@ -240,6 +243,7 @@ def render_package_config(
         max_batch_size=max_batch_size,
         dynamic_batching=dynamic_batching,
         instance_group=InstanceGroup(count=instances, kind=instance_kind),
+        model_format=model_format,
         tuning=tuning_request(spec.tuning) if spec.tuning and tuned is None else None,
         repository=repository,
         runtime=runtime,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lepton_runtime.contract import Backend, DynamicBatching, InstanceGroup
+from lepton_runtime.contract import Backend, DynamicBatching, ExportFormat, InstanceGroup
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
@@ -21,6 +21,8 @@ _PLATFORM_LINE = {
 }
 
 MODEL_FILE = {"pytorch_libtorch": "model.pt", "onnxruntime": "model.onnx", "python": "model.py"}
+FORMAT_PARAMETER = "lepton_model_format"
+"""The config parameter that tells the python backend's model.py which file to run."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class TritonModelSpec:
     dynamic_batching: DynamicBatching
     instance_group: InstanceGroup
     warmup: bool
+    model_format: ExportFormat | None = None
+    """python backend: the file model.py runs (None: its default, model.onnx when present)."""
 
 
 def _list(values: list[int]) -> str:
@@ -83,6 +87,13 @@ def render_config(spec: TritonModelSpec) -> str:
             f"  max_queue_delay_microseconds: {spec.dynamic_batching.max_queue_delay_microseconds}"
         )
         lines.append("}")
+    if spec.model_format is not None:
+        lines += [
+            "parameters {",
+            f'  key: "{FORMAT_PARAMETER}"',
+            f'  value {{ string_value: "{spec.model_format}" }}',
+            "}",
+        ]
     if spec.warmup:
         lines += [
             "model_warmup [",

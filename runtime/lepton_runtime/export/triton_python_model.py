@@ -10,11 +10,14 @@ What it runs depends on what its version holds:
 - `model.lpc` + `model.json`, a compressed model with weight sharing: the compact file is what
   is served, so the model is rebuilt from the card's spec and decoded at load, which needs the
   `lepton_runtime` package (pure Python) in the image as well.
+config.pbtxt may name the file to run (parameter `lepton_model_format`: onnx or torchscript),
+which is how an endpoint's tuning measures both engines and serves the faster.
 Each engine is imported only when its file is served: a model instance's stub process starts
 faster without torch's import when it serves ONNX.
 All requests of a dynamic batch run as one forward pass, which is what makes batching pay.
 """
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +29,29 @@ from numpy.typing import NDArray
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
 
+FORMAT_PARAMETER = "lepton_model_format"  # export/triton_config.py writes it
+FORMAT_FILE = {"onnx": "model.onnx", "torchscript": "model.pt"}
+
 Batch = NDArray[np.float32]
 Forward = Callable[[Batch], Batch]
+
+
+def _named_format(model_config: str, version: Path) -> str | None:
+    """The format config.pbtxt names, checked against the version's files (None: unnamed)."""
+    parameters = json.loads(model_config).get("parameters", {})
+    named = parameters.get(FORMAT_PARAMETER, {}).get("string_value")
+    if named is None:
+        return None
+    if named not in FORMAT_FILE:
+        raise ValueError(
+            f"parameter {FORMAT_PARAMETER} is {named!r}: it must be one of {sorted(FORMAT_FILE)}"
+        )
+    if not (version / FORMAT_FILE[named]).exists():
+        raise FileNotFoundError(
+            f"parameter {FORMAT_PARAMETER} names {named}, but {version} has no "
+            f"{FORMAT_FILE[named]}: name a format the model was exported in"
+        )
+    return str(named)
 
 
 def _onnx_serves(version: Path, gpu: bool) -> bool:
@@ -84,12 +108,14 @@ class TritonPythonModel:
     """The class name and methods are the python backend's protocol."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Load model.onnx, model.pt or model.lpc on the instance's device."""
+        """Load the named format, else model.onnx, model.pt or model.lpc, on the instance's
+        device."""
         gpu = args.get("model_instance_kind") == "GPU"
         device_id = int(args.get("model_instance_device_id", "0"))
         threads = int(os.environ.get("LEPTON_TORCH_THREADS", "1"))
         version = Path(args["model_repository"]) / args["model_version"]
-        if _onnx_serves(version, gpu):
+        named = _named_format(args.get("model_config", "{}"), version)
+        if named == "onnx" or (named is None and _onnx_serves(version, gpu)):
             self.forward = _onnx_forward(version / "model.onnx", threads, gpu, device_id)
         else:
             self.forward = _torch_forward(version, threads, gpu, device_id)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lepton_runtime.contract import (
     DynamicBatching,
+    ExportFormat,
     InstanceGroup,
     TritonSettings,
     TuningMeasurement,
@@ -53,6 +55,7 @@ def with_settings(spec: TritonModelSpec, settings: TritonSettings) -> TritonMode
             max_queue_delay_microseconds=settings.max_queue_delay_microseconds,
         ),
         instance_group=InstanceGroup(count=settings.instances, kind=spec.instance_group.kind),
+        model_format=settings.model_format,
     )
 
 
@@ -86,7 +89,7 @@ class Tuner:
         try:
             self.server.load(self.spec.name)
         except JobError as error:
-            raise JobError(f"{error} (with {_describe(settings)})") from error
+            raise JobError(f"{error} (with {settings.describe()})") from error
 
     def measure(self, settings: TritonSettings) -> TuningMeasurement:
         self.load(settings)
@@ -110,7 +113,7 @@ class Tuner:
         )
         log.info(
             "tuning %s: %s -> %.0f req/s, p99 %.2f ms",
-            self.spec.name, _describe(settings), measured.throughput, measured.p99_ms,
+            self.spec.name, settings.describe(), measured.throughput, measured.p99_ms,
         )  # fmt: skip
         return measured
 
@@ -121,33 +124,31 @@ def _rounded(measured: TuningMeasurement) -> TuningMeasurement:
     )
 
 
-def _describe(settings: TritonSettings) -> str:
-    preferred = settings.preferred_batch_size
-    return (
-        f"maxBatchSize {settings.max_batch_size}, delay {settings.max_queue_delay_microseconds} "
-        f"us, preferred {preferred if preferred else 'none'}, {settings.instances} instance(s)"
-    )
-
-
 def tune(
     repository: str,
     spec: TritonModelSpec,
     request: TuningRequest,
     *,
+    formats: Sequence[ExportFormat] = (),
     torch_threads: int = 1,
 ) -> TuningResult:
-    """Search `request.space` for `spec`'s model in `repository`; leave the choice's config."""
+    """Search `request.space` for `spec`'s model in `repository`, whose files the python
+    backend can run as `formats` (none: no choice of file); leave the choice's config."""
     started = time.perf_counter()
+    try:
+        dimensions = Dimensions.of(request.space, formats)
+    except ValueError as error:
+        raise JobError(str(error)) from error
     model_dir = Path(repository) / spec.name
     with LocalTritonServer(
         repository, torch_threads=torch_threads, explicit_model_control=True
     ) as server:
         tuner = Tuner(server, model_dir, spec, request)
         if request.strategy == "grid":
-            measured = grid_search(request.space, tuner.measure)
+            measured = grid_search(dimensions, tuner.measure)
         else:
             measured = quick_search(
-                request.space, tuner.measure, request.min_gain, request.concurrency[-1]
+                dimensions, tuner.measure, request.min_gain, request.concurrency[-1]
             )
         measured = confirm_choice(measured, tuner.measure)
     chosen_at = measured.index(choose(measured))
@@ -161,6 +162,6 @@ def tune(
         budget_met=chosen.within_budget,
         best_p99_ms=min(m.p99_ms for m in measured),
         seconds=round(time.perf_counter() - started, 1),
-        grid_size=len(Dimensions.of(request.space).all()),
+        grid_size=len(dimensions.all()),
         strategy=request.strategy,
     )
