@@ -7,19 +7,20 @@ Triton, for the compressed (static int8) and the float LeptonNet.
 For each model and each concurrency level (8 and 32 closed-loop gRPC clients, a 5 ms p99
 budget), in one run:
 - `default_throughput`: the endpoint's default config (maxBatchSize 32, delay 100 us, one
-  instance), measured as a grid point;
+  instance, model.onnx when the model has one), measured as a grid point;
 - `tuned_*`: what `package` with spec.tuning chose (quick strategy), with `tuning_seconds`
-  (its wall time, server start included) and `candidates_tried`;
-- `grid_best_throughput`: the best of every candidate of the same space measured the same
-  way (within the budget, else the fastest: the tuner's own rule), and `grid_seconds`, the
-  loads and measurements that grid took for this concurrency level;
+  (its wall time, server start included), `candidates_tried` and `candidates_by_format`;
+- `grid_best_throughput`: the best of every candidate of the same space (model formats
+  included: the int8 model has model.onnx and model.pt, the float one only the TorchScript)
+  measured the same way (within the budget, else the fastest: the tuner's own rule), and
+  `grid_seconds`, the loads and measurements that grid took for this concurrency level;
 - `confirmed`: the default, the tuner's choice and the grid's best measured again in the same
   server, in alternating rounds of 3 s (the fair comparison of the three configs: a single
-  1.5 s sample varies by tens of percent between runs here, and the best of 48 is biased up);
+  1.5 s sample varies by tens of percent between runs here, and the best of many is biased up);
 - per model, `inprocess_throughput` (the model's TorchScript called in-process at batch 1,
   one thread) and `server_path_ratio`: the best served throughput at concurrency 32, any
-  latency, over it. The int8 model is compressed with the onnx export as well, so the python
-  backend serves its model.onnx (ONNX Runtime's int8) and `served_format` is onnx; then
+  latency, over it; `served_format` is the file that candidate ran. The int8 model is
+  compressed with the onnx export as well (ONNX Runtime's own int8); then
   `inprocess_onnx_throughput` is that file called in-process at batch 1 (one thread), and
   `server_path_ratio_over_onnx_inprocess` the served throughput over it.
 The load generator shares the two cores with the server: that is part of what is measured.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from bench.serving import onnx_inprocess, torch_inprocess
 from lepton_runtime import compress, package
 from lepton_runtime.contract import (
     CompressConfig,
+    ExportFormat,
     PackageConfig,
     RuntimeOptions,
     TritonSettings,
@@ -60,7 +63,6 @@ SPACE = TuningSpace()  # the endpoint's default tuning space
 SECONDS = TuningRequest(latency_budget_ms=BUDGET_MS).seconds_per_candidate
 CONFIRM_SECONDS = 3.0
 CONFIRM_ROUNDS = 2
-DEFAULT = TritonSettings(max_batch_size=32, max_queue_delay_microseconds=100, instances=1)
 MODEL = "mnist"
 
 
@@ -121,6 +123,23 @@ def _package(uri: str, repository: str, tuning: TuningRequest | None) -> Package
     )
 
 
+def _formats(uri: str) -> list[ExportFormat]:
+    """The files of the model the python backend can run: the grid's model-format axis."""
+    return package.runnable_formats(_package(uri, "-", None), read_card(uri))
+
+
+def _default(uri: str) -> TritonSettings:
+    """The endpoint's default config (maxBatchSize 32, delay 100 us, one instance), in the
+    format it serves by default (model.onnx when the model has one)."""
+    formats = _formats(uri)
+    return TritonSettings(
+        max_batch_size=32,
+        max_queue_delay_microseconds=100,
+        instances=1,
+        model_format=formats[0] if formats else None,
+    )
+
+
 @contextlib.contextmanager
 def _serving(uri: str) -> Iterator[Tuner]:
     """The model packaged, a server in explicit model-control mode, a tuner on it."""
@@ -138,7 +157,7 @@ def grid(uri: str) -> dict[int, list[tuple[TuningMeasurement, float]]]:
     that level alone spends on it (its load plus its measurement)."""
     measured: dict[int, list[tuple[TuningMeasurement, float]]] = {c: [] for c in CONCURRENCY}
     with _serving(uri) as tuner:
-        for settings in Dimensions.of(SPACE).all():
+        for settings in Dimensions.of(SPACE, _formats(uri)).all():
             started = time.perf_counter()
             tuner.load(settings)
             load_seconds = time.perf_counter() - started
@@ -186,6 +205,9 @@ def quick(uri: str, concurrency: int) -> dict[str, Any]:
         "budget_met": result.budget_met,
         "tuned_config": chosen.settings.model_dump(by_alias=True),
         "candidates_tried": len(result.candidates),
+        "candidates_by_format": dict(
+            Counter(str(candidate.settings.model_format) for candidate in result.candidates)
+        ),
         "measurements": sum(candidate.samples for candidate in result.candidates),
         "tuning_seconds": result.seconds,
     }
@@ -194,15 +216,16 @@ def quick(uri: str, concurrency: int) -> dict[str, Any]:
 def measure(uri: str) -> dict[str, Any]:
     """All figures of one model."""
     grid_points = grid(uri)
-    figures: dict[str, Any] = {"model_uri": uri}
+    figures: dict[str, Any] = {"model_uri": uri, "model_formats": _formats(uri)}
+    default_settings = _default(uri)
     for concurrency in CONCURRENCY:
         points = grid_points[concurrency]
         best = choose([m for m, _ in points])
-        default = next(m for m, _ in points if m.settings == DEFAULT)
+        default = next(m for m, _ in points if m.settings == default_settings)
         tuned = quick(uri, concurrency)
         chosen = TritonSettings.model_validate(tuned["tuned_config"])
         default_again, tuned_again, best_again = confirm(
-            uri, concurrency, [DEFAULT, chosen, best.settings]
+            uri, concurrency, [default_settings, chosen, best.settings]
         )
         figures[f"concurrency_{concurrency}"] = {
             "confirmed": {
@@ -225,11 +248,12 @@ def measure(uri: str) -> dict[str, Any]:
             "tuning_over_grid_seconds": round(
                 tuned["tuning_seconds"] / sum(s for _, s in points), 3
             ),
-            "grid": [  # maxBatchSize, delay (us), instances, req/s, p99 ms
+            "grid": [  # maxBatchSize, delay (us), instances, format, req/s, p99 ms
                 [
                     m.settings.max_batch_size,
                     m.settings.max_queue_delay_microseconds,
                     m.settings.instances,
+                    m.settings.model_format,
                     m.throughput,
                     m.p99_ms,
                 ]
@@ -238,17 +262,16 @@ def measure(uri: str) -> dict[str, Any]:
         }
     images = np.random.default_rng(0).standard_normal((256, 1, 28, 28), dtype=np.float32)
     figures["inprocess_throughput"] = round(torch_inprocess(uri, images), 1)
-    served = max(m.throughput for m, _ in grid_points[max(CONCURRENCY)])
+    fastest = max((m for m, _ in grid_points[max(CONCURRENCY)]), key=lambda m: m.throughput)
+    served = fastest.throughput
     figures["best_served_throughput_c32"] = served
+    figures["served_format"] = fastest.settings.model_format
     figures["server_path_ratio"] = round(served / figures["inprocess_throughput"], 3)
-    if ONNX in read_card(uri).files:  # the python backend serves it, with ONNX Runtime
-        figures["served_format"] = "onnx"
+    if ONNX in read_card(uri).files:
         figures["inprocess_onnx_throughput"] = round(onnx_inprocess(uri, images), 1)
         figures["server_path_ratio_over_onnx_inprocess"] = round(
             served / figures["inprocess_onnx_throughput"], 3
         )
-    else:
-        figures["served_format"] = "torchscript"
     return figures
 
 
