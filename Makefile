@@ -126,7 +126,7 @@ bench: data ## training, compression, serving and scheduling benchmarks -> bench
 bench-search: data ## architecture search: random vs hyperband on one epoch budget, best LeptonNet under a quarter of the parameters (~15 min)
 	$(PY) -m bench.search
 
-bench-tuning: data ## endpoint tuning on the real Triton: the quick walk against the whole grid, int8 and float models, 8 and 32 clients (~15 min)
+bench-tuning: data ## endpoint tuning on the real Triton: the quick walk against the whole grid, int8 and float models, 8 and 32 clients (~18 min)
 	$(PY) -m bench.tuning
 
 bench-admission: cluster-bins ## admission at scale: 1,500 kwok GPU nodes, 1,000 queued jobs, on the local control plane
