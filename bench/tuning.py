@@ -180,16 +180,19 @@ def confirm(uri: str, concurrency: int, configs: list[TritonSettings]) -> list[f
     """Each config's throughput measured again, longer and in alternating rounds, so that the
     configs are compared under the same conditions: one short sample per candidate (what a
     search takes) varies by tens of percent from run to run on two shared cores, and the best
-    of 48 such samples is biased upwards."""
-    totals = [0.0] * len(configs)
+    of 48 such samples is biased upwards. A config named twice (the tuner chose the grid's
+    best, or the default) is measured once and reported for both: measuring it against itself
+    would only measure the noise."""
+    distinct = list(dict.fromkeys(configs))
+    totals = dict.fromkeys(distinct, 0.0)
     with _serving(uri) as tuner:
         for _ in range(CONFIRM_ROUNDS):
-            for index, settings in enumerate(configs):
+            for settings in distinct:
                 tuner.load(settings)
-                totals[index] += closed_loop(
+                totals[settings] += closed_loop(
                     tuner.server.grpc_url, tuner.payloads, concurrency, CONFIRM_SECONDS
                 ).throughput
-    return [round(total / CONFIRM_ROUNDS, 1) for total in totals]
+    return [round(totals[settings] / CONFIRM_ROUNDS, 1) for settings in configs]
 
 
 def quick(uri: str, concurrency: int) -> dict[str, Any]:
@@ -234,6 +237,8 @@ def measure(uri: str) -> dict[str, Any]:
                 "grid_best_throughput": best_again,
                 "gain": round(tuned_again / default_again, 3),
                 "tuned_over_grid_best": round(tuned_again / best_again, 3),
+                "tuned_is_grid_best": chosen == best.settings,
+                "tuned_is_default": chosen == default_settings,
             },
             "default_throughput": default.throughput,
             "default_p99_ms": default.p99_ms,
