@@ -247,6 +247,9 @@ open("/dev/termination-log", "w").write(json.dumps({{**names, "ok": b"lepton" in
     assert answer["ok"] is True  # /opt holds /opt/lepton: the listing came through the Service
 
 
+# Train, compress, serve, tune, replace a replica and roll out a re-tune, every step a real
+# pod on two cores: past the suite's 600 s per test on a slow day; its waits bound each step.
+@pytest.mark.timeout(1800)
 def test_the_mnist_pipeline_runs_for_real_and_serves_through_port_forward(
     core: Any, custom: Any, restricted_namespace: str, real_operator: OperatorProcess
 ) -> None:
