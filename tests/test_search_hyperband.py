@@ -22,7 +22,7 @@ from lepton_operator.api.search import (
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.search import RUNG_LABEL, render_trial
 from lepton_operator.search import sampler
-from lepton_operator.search.halving import job_name, rung_epochs, start_rung
+from lepton_operator.search.halving import job_name, promotable, rung_epochs, start_rung
 from lepton_operator.search.plan import SearchPlan, TrialObservation, plan_search
 from tests.factories import make_search
 
@@ -182,41 +182,110 @@ def _table(*rows: SearchTrial) -> SearchStatus:
     return SearchStatus(phase="Running", trials=list(rows))
 
 
-def test_the_first_trial_to_finish_a_rung_goes_on_from_its_checkpoint() -> None:
+def _at_first_rung(number: int, accuracy: float, state: str = "Paused") -> SearchTrial:
+    """Trial `number`, which finished the 1-epoch rung at `accuracy` and waits there."""
+    return SearchTrial(
+        name=f"mnist-search-{number:03d}",
+        number=number,
+        state=state,
+        epochs=1,
+        rungs=[TrialRung(epochs=1, accuracy=accuracy)],
+        metrics=TrialMetrics(accuracy=accuracy),
+        feasible=True,
+    )
+
+
+def test_the_first_trial_to_finish_a_rung_waits_and_a_new_trial_starts() -> None:
     first = SearchTrial(name="mnist-search-000", number=0, epochs=1, state="Running")
     plan = _plan(_search(status=_table(first)), {"mnist-search-000": _done(0.9)})
     row = plan.status.trials[0]
-    assert (row.state, row.rung, row.epochs) == ("Pending", 1, 3)
+    assert (row.state, row.rung, row.epochs) == ("Paused", 0, 1)
+    assert (
+        row.message == "waiting after 1 epochs: goes on once among the best 1/3 of the trials there"
+    )
     assert [(rung.epochs, rung.accuracy) for rung in row.rungs] == [(1, 0.9)]
-    assert [job_name(created) for created in plan.create] == ["mnist-search-000-r1"]
-    # Recorded, but not created (an operator restart): made again, under the same name.
-    again = _plan(_search(status=plan.status), {"mnist-search-000": _done(0.9)})
-    assert [job_name(created) for created in again.create] == ["mnist-search-000-r1"]
+    assert [job_name(created) for created in plan.create] == ["mnist-search-001"]
+    assert "1 waiting for their rung" in (plan.status.message or "")
+
+
+def test_the_third_trial_at_a_rung_lets_the_best_go_on_from_its_checkpoint() -> None:
+    third = SearchTrial(name="mnist-search-002", number=2, epochs=1, state="Running")
+    table = _table(_at_first_rung(0, 0.80), _at_first_rung(1, 0.95), third)
+    plan = _plan(_search(status=table), {"mnist-search-002": _done(0.90)})
+    states = [(row.state, row.rung, row.epochs) for row in plan.status.trials]
+    assert states == [("Paused", 0, 1), ("Pending", 1, 3), ("Paused", 0, 1)]
+    assert plan.status.trials[1].message is None
+    assert [job_name(created) for created in plan.create] == ["mnist-search-001-r1"]
+    # Recorded, but not created (an operator restart): made again, under the same name, and
+    # no waiting trial's job is made.
+    again = _plan(_search(status=plan.status), {"mnist-search-002": _done(0.90)})
+    assert [job_name(created) for created in again.create] == ["mnist-search-001-r1"]
     assert again.status.trials == plan.status.trials
 
 
 @pytest.mark.parametrize(
-    ("accuracies", "states"),
+    ("accuracies", "closing", "goes_on"),
     [
-        # rung-0 accuracies of trials 0..3 finished in this order -> their states after
-        ([0.90, 0.80, 0.95, 0.85], ["Pending", "Pruned", "Pending", "Pruned"]),
-        ([0.90, 0.90, 0.70], ["Pending", "Pending", "Pruned"]),  # a tie with the best goes on
-        ([0.50, 0.60, 0.70], ["Pending", "Pending", "Pending"]),  # each the best so far
+        # rung-0 accuracies of waiting trials 0.. -> the trials that may go on, in order
+        ([0.90], False, []),  # 1 of eta 3 trials there: none yet
+        ([0.90, 0.80], False, []),
+        ([0.90, 0.80, 0.95], False, [2]),
+        ([0.90, 0.80, 0.95, 0.85, 0.70, 0.99], False, [5, 2]),  # 6 there: the best 2
+        ([0.90, 0.90, 0.90], False, [0]),  # a tie: the earlier trial
+        ([0.90], True, [0]),  # no trial will start or finish: the best goes on
+        ([0.70, 0.90], True, [1]),
     ],
 )
-def test_a_trial_goes_on_only_among_the_best_third_so_far(
-    accuracies: list[float], states: list[str]
+def test_a_waiting_trial_goes_on_only_among_the_best_third_of_its_rung(
+    accuracies: list[float], closing: bool, goes_on: list[int]
 ) -> None:
-    rows: list[SearchTrial] = []
-    for number, accuracy in enumerate(accuracies):
-        name = f"mnist-search-{number:03d}"
-        rows.append(SearchTrial(name=name, number=number, epochs=1, state="Running"))
-        plan = _plan(_search(status=_table(*rows)), {name: _done(accuracy)})
-        rows = list(plan.status.trials)
-    assert [row.state for row in rows] == states
-    pruned = next((row for row in rows if row.state == "Pruned"), None)
-    if pruned is not None:
-        assert pruned.message == "pruned after 1 epochs: not among the best 1/3 of the trials there"
+    rows = [_at_first_rung(number, accuracy) for number, accuracy in enumerate(accuracies)]
+    found = promotable(_search().spec, rows, closing=closing)
+    assert [row.number for row in found] == goes_on
+
+
+def test_the_highest_rung_goes_first_and_a_trial_gone_on_is_not_counted_twice() -> None:
+    gone_on = _at_first_rung(0, 0.99, state="Running").model_copy(update={"rung": 1, "epochs": 3})
+    higher = SearchTrial(
+        name="mnist-search-004",
+        number=4,
+        state="Paused",
+        rung=1,
+        epochs=3,
+        rungs=[TrialRung(epochs=1, accuracy=0.97), TrialRung(epochs=3, accuracy=0.98)],
+        metrics=TrialMetrics(accuracy=0.98),
+        feasible=True,
+    )
+    rows = [gone_on, _at_first_rung(1, 0.5), _at_first_rung(2, 0.6), _at_first_rung(3, 0.7),
+            higher, _at_first_rung(5, 0.96)]  # fmt: skip
+    # Rung 0: 6 there, the best 2 are trials 0 (gone on) and 4 (at rung 1): none waits.
+    # Rung 1: 1 there; only closing lets trial 4 go on, and before any at rung 0.
+    assert promotable(_search().spec, rows) == []
+    assert [row.number for row in promotable(_search().spec, rows, closing=True)] == [4]
+
+
+def test_a_search_that_ends_prunes_the_trials_still_waiting() -> None:
+    """Two trials, both at the first rung: the better goes on (closing), the other is pruned
+    once the better has finished in full."""
+    search = _search({"budget": {"maxTrials": 2, "parallelTrials": 1}})
+    last = SearchTrial(name="mnist-search-001", number=1, epochs=1, state="Running")
+    plan = _plan(search.model_copy(update={"status": _table(_at_first_rung(0, 0.9), last)}),
+                 {"mnist-search-001": _done(0.8)})  # fmt: skip
+    assert [row.state for row in plan.status.trials] == ["Pending", "Paused"]
+    assert [job_name(row) for row in plan.create] == ["mnist-search-000-r1"]
+    observed = {"mnist-search-001": _done(0.8), "mnist-search-000-r1": _done(0.95)}
+    plan = _plan(search.model_copy(update={"status": plan.status}), observed)
+    observed["mnist-search-000-r2"] = _done(0.99)
+    status = _plan(search.model_copy(update={"status": plan.status}), observed).status
+    assert [row.state for row in status.trials] == ["Completed", "Pruned"]
+    assert status.trials[1].message == (
+        "pruned after 1 epochs: not among the best 1/3 of the trials there"
+    )
+    assert (status.phase, status.best_trial, status.epochs_trained) == (
+        "Succeeded",
+        "mnist-search-000",
+        10,
+    )
 
 
 def test_a_trial_that_finishes_its_last_rung_completes_and_can_be_best() -> None:
@@ -376,19 +445,18 @@ def test_halving_ends_with_the_best_trial_fully_trained_and_epochs_saved(
         assert spent < 9 * len(rows)
 
 
-def test_trials_that_each_beat_every_trial_before_them_all_go_on() -> None:
-    """Asynchronous halving decides when a trial finishes a rung, with the trials there so
-    far: a trial better than all before it is the best there, so trials that arrive in
-    rising order all train in full, and nothing is saved (what synchronous halving, which
-    waits for the whole rung, would not do)."""
+def test_trials_that_each_beat_every_trial_before_them_do_not_all_go_on() -> None:
+    """The first trials at a rung wait for eta of them to finish it: trials that arrive in
+    rising order are not each trained in full (as they were when the best so far went on at
+    once), and 14 epochs are spent instead of 36."""
     quality = [0.25, 0.5, 0.75, 1.0]
     spec = {
         "algorithm": {"name": "hyperband", "eta": 3, "brackets": 1},
         "budget": {"maxTrials": len(quality), "parallelTrials": 1},
     }
     status, _ = _run_to_the_end(_search(spec), quality)
-    assert [row.state for row in status.trials] == ["Completed"] * 4
-    assert sum(row.rungs[-1].epochs for row in status.trials) == 9 * 4
+    assert [row.state for row in status.trials] == ["Pruned", "Pruned", "Pruned", "Completed"]
+    assert [row.rungs[-1].epochs for row in status.trials] == [1, 1, 3, 9]
 
 
 # --------------------------------------------------------------------------- the epoch budget
@@ -410,20 +478,24 @@ def test_the_epoch_budget_counts_what_trials_train_and_are_training_toward() -> 
 
 
 def test_a_trial_that_would_go_on_past_the_epoch_budget_stops() -> None:
-    first = SearchTrial(name="mnist-search-000", number=0, epochs=1, state="Running")
-    search = _search({"budget": {"maxTrials": 4, "parallelTrials": 1, "maxEpochs": 9}})
-    plan = _plan(search.model_copy(update={"status": _table(first)}), {first.name: _done(0.9)})
-    assert plan.status.trials[0].state == "Pending"  # 1 + 2 more epochs fit in 9
-    tight = _search({"budget": {"maxTrials": 4, "parallelTrials": 1, "maxEpochs": 9}})
-    row = first.model_copy(update={"rung": 1, "epochs": 3, "rungs": [TrialRung(epochs=1)]})
-    others = SearchTrial(name="mnist-search-001", number=1, epochs=1, state="Running")
-    # 3 (trial 0, at rung 1) + 1 (trial 1) of 9 are committed: 5 left, going on needs 6.
-    status = _plan(
-        tight.model_copy(update={"status": _table(row, others)}),
-        {"mnist-search-000-r1": _done(0.95), "mnist-search-001": TrialObservation("Running")},
-    ).status
-    stopped = status.trials[0]
-    assert (stopped.state, stopped.message) == (
-        "Pruned",
-        "stopped after 3 epochs: budget.maxEpochs is spent",
+    """maxEpochs 9: trial 0 at 3 epochs and trial 1 at 1 commit 4; going on to 9 needs 6."""
+    search = _search({"budget": {"maxTrials": 2, "parallelTrials": 1, "maxEpochs": 9}})
+    row = SearchTrial(
+        name="mnist-search-000",
+        number=0,
+        rung=1,
+        epochs=3,
+        state="Running",
+        rungs=[TrialRung(epochs=1, accuracy=0.9)],
     )
+    status = _plan(
+        search.model_copy(update={"status": _table(row, _at_first_rung(1, 0.5))}),
+        {"mnist-search-000-r1": _done(0.95)},
+    ).status
+    assert [(row.state, row.message) for row in status.trials] == [
+        ("Pruned", "stopped after 3 epochs: budget.maxEpochs is spent"),
+        ("Pruned", "pruned after 1 epochs: not among the best 1/3 of the trials there"),
+    ]
+    assert (status.phase, status.conditions[-1].reason) == ("Failed", "NoTrialTrainedInFull")
+    assert "mnist-search-000: stopped after 3 epochs" in (status.message or "")
+    assert "raise budget.maxEpochs" in (status.message or "")

@@ -18,6 +18,7 @@ from lepton_operator.api.search import SearchStatus, SearchTrial
 STATE_STYLE = {
     "Completed": "green",
     "Pruned": "yellow",
+    "Paused": "magenta",
     "Failed": "red",
     "Running": "cyan",
     "Pending": "dim",

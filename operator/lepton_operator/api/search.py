@@ -48,7 +48,7 @@ Metric = Literal["parameters", "latencyMs", "sizeBytes"]
 Algorithm = Literal["random", "grid", "tpe", "hyperband"]
 HyperbandSampler = Literal["random", "tpe"]
 SearchPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-TrialState = Literal["Pending", "Running", "Completed", "Pruned", "Failed"]
+TrialState = Literal["Pending", "Running", "Paused", "Completed", "Pruned", "Failed"]
 
 
 class SearchParameter(LeptonModel):
@@ -322,8 +322,9 @@ class SearchTrial(LeptonModel):
     params: dict[str, str] = Field(default_factory=dict, max_length=SPACE_MAX)
     """The value of each searched field, as text (floats exactly)."""
     state: TrialState = "Pending"
-    """Pending (created, waiting to run), Running, Completed, Pruned (hyperband stopped it at
-    a rung: not among the best 1/eta there) or Failed."""
+    """Pending (created, waiting to run), Running, Paused (hyperband: finished a rung, goes on
+    once among the best 1/eta there), Completed, Pruned (hyperband stopped it at a rung: not
+    among the best 1/eta there when the search ended, or out of budget) or Failed."""
     epochs: int | None = Field(default=None, ge=1)
     """Epochs the trial trains to at its current rung (its full epochs but under hyperband)."""
     rung: int = Field(default=0, ge=0)

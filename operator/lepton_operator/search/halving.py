@@ -1,13 +1,15 @@
 """Hyperband's rungs: how long each trial trains, and which trials go on.
 
-Asynchronous successive halving (ASHA; Li et al., 2020), decided from the trial table alone.
-Rung k trains minEpochs * eta**k epochs, the last rung the trial's full epochs. When a trial
-finishes a rung it goes on at once if it is among the best 1/eta of the trials (of its
-bracket) that have finished that rung so far, and is pruned otherwise; the first trials at a
-rung go on when they are the best so far. This is the rule of Optuna's SuccessiveHalvingPruner.
-Optuna's pruner keeps its rungs in the attributes of trials that report to it while they
-run; a Lepton trial is a training job per rung, and its table row is the record, so the rule
-is applied to the rows.
+Asynchronous successive halving (ASHA; Li et al., 2020, Algorithm 2), decided from the trial
+table alone. Rung k trains minEpochs * eta**k epochs, the last rung the trial's full epochs.
+A trial that finishes a rung below its last waits (Paused). Whenever a slot is free, a waiting
+trial goes on if it is among the best floor(n/eta) of the n trials (of its bracket) that have
+finished that rung so far, the highest rung first; only when none can does a new trial start.
+So the first trials at a rung wait for eta of them to finish it, instead of going on because
+they are the best so far (the rule of Optuna's SuccessiveHalvingPruner, which trained the
+first trial of every search in full). When no new trial can start and none is running, the
+best waiting trial of each rung may go on: otherwise a search with fewer than eta trials at
+a rung would end with none trained in full.
 
 A trial that goes on continues from its checkpoints (the same output, more epochs, one
 learning-rate schedule of the full epochs), so the epochs it spent are not spent again.
@@ -67,24 +69,41 @@ def _accuracy_at(row: SearchTrial, epochs: int) -> float | None:
     return next((rung.accuracy for rung in row.rungs if rung.epochs == epochs), None)
 
 
-def goes_on(spec: SearchSpec, row: SearchTrial, rows: Sequence[SearchTrial]) -> bool:
-    """Whether the row, which has just finished the rung it is at (recorded last in
-    row.rungs), is among the best 1/eta of its bracket there."""
-    epochs = row.rungs[-1].epochs
-    own = row.rungs[-1].accuracy
-    if own is None:
-        return False
-    bracket = start_rung(spec, row.number)
-    others = [other for other in rows if other.name != row.name]
-    competing = sorted(
-        (
-            accuracy
-            for other in [*others, row]
-            if start_rung(spec, other.number) == bracket
-            and other.feasible is not False
-            and (accuracy := _accuracy_at(other, epochs)) is not None
-        ),
-        reverse=True,
-    )
-    keep = max(len(competing) // spec.algorithm.eta, 1)
-    return own >= competing[keep - 1]
+def _ranked_at(
+    spec: SearchSpec, rows: Sequence[SearchTrial], bracket: int, epochs: int
+) -> list[tuple[float, SearchTrial]]:
+    """The bracket's feasible rows that finished the rung of `epochs`, best first (the
+    earlier trial on a tie)."""
+    ranked = [
+        (accuracy, row)
+        for row in rows
+        if start_rung(spec, row.number) == bracket
+        and row.feasible is not False
+        and (accuracy := _accuracy_at(row, epochs)) is not None
+    ]
+    return sorted(ranked, key=lambda entry: (-entry[0], entry[1].number))
+
+
+def promotable(
+    spec: SearchSpec, rows: Sequence[SearchTrial], *, closing: bool = False
+) -> list[SearchTrial]:
+    """The Paused rows that may go on, in the order they go: the highest rung first, then
+    the most accurate. A row may when it is among the best floor(n/eta) of the n rows of its
+    bracket that finished its rung (the best max(that, 1) when `closing`: no trial will
+    start or finish again)."""
+    ladder, eta = rung_epochs(spec), spec.algorithm.eta
+    brackets = {start_rung(spec, row.number) for row in rows}
+    found: list[tuple[int, float, int, SearchTrial]] = []
+    for bracket in brackets:
+        for rung, epochs in enumerate(ladder[:-1]):
+            ranked = _ranked_at(spec, rows, bracket, epochs)
+            keep = len(ranked) // eta
+            if closing:
+                keep = max(keep, 1)
+            found.extend(
+                (rung, accuracy, row.number, row)
+                for accuracy, row in ranked[:keep]
+                if row.state == "Paused" and row.rung == rung
+            )
+    found.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
+    return [entry[3] for entry in found]

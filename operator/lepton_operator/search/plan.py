@@ -24,8 +24,8 @@ from lepton_operator.api.search import (
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.search import trial_name, trial_output_uri
 from lepton_operator.search.halving import (
-    goes_on,
     job_name,
+    promotable,
     rung_epochs,
     start_rung,
     trial_epochs,
@@ -36,6 +36,7 @@ from lepton_operator.status import ConditionBook, clipped
 Propose = Callable[[Sequence[SearchTrial], int], Params | None]
 Front = Callable[[Sequence[SearchTrial]], list[str]]
 ACTIVE = ("Pending", "Running")
+WAITING = "Paused"  # hyperband: finished a rung, may go on
 FINISHED = ("Completed", "Pruned", "Failed")
 SECONDS_PER_HOUR = 3600.0
 
@@ -130,45 +131,56 @@ def _just_finished_rung(row: SearchTrial) -> bool:
     return row.state == "Completed" and row.epochs is not None and finished != row.epochs
 
 
-def _decide(
-    spec: SearchSpec, row: SearchTrial, rows: Sequence[SearchTrial], room: int | None
-) -> SearchTrial:
-    """The row with its finished rung recorded: gone on to the next rung (Pending), pruned,
-    or (last rung, or infeasible) completed. `room`: the epochs budget.maxEpochs has left."""
+def _record_rung(spec: SearchSpec, row: SearchTrial) -> SearchTrial:
+    """The row with its finished rung recorded: waiting to go on (Paused), or (last rung, or
+    infeasible) completed."""
     held = (row.gpu_hours or 0.0) - _rungs_gpu_hours(row)
     accuracy = row.metrics.accuracy if row.metrics else None
     epochs = row.epochs
     assert epochs is not None  # _just_finished_rung
     rung = TrialRung(epochs=epochs, accuracy=accuracy, gpu_hours=round(max(held, 0), 6))
     row = row.model_copy(update={"rungs": [*row.rungs, rung]})
-    ladder = rung_epochs(spec)
-    if not row.feasible or row.rung + 1 >= len(ladder):
+    if not row.feasible or row.rung + 1 >= len(rung_epochs(spec)):
         return row
-    if not goes_on(spec, row, rows):
-        message = (
-            f"pruned after {row.epochs} epochs: not among the best 1/{spec.algorithm.eta} of "
-            "the trials there"
-        )
-        return row.model_copy(update={"state": "Pruned", "message": message})
-    if room is not None and ladder[row.rung + 1] - epochs > room:
-        message = f"stopped after {epochs} epochs: budget.maxEpochs is spent"
-        return row.model_copy(update={"state": "Pruned", "message": message})
-    return row.model_copy(
-        update={"state": "Pending", "rung": row.rung + 1, "epochs": ladder[row.rung + 1]}
+    message = (
+        f"waiting after {epochs} epochs: goes on once among the best 1/{spec.algorithm.eta} "
+        "of the trials there"
     )
+    return row.model_copy(update={"state": WAITING, "message": message})
 
 
-def _halve(spec: SearchSpec, rows: list[SearchTrial]) -> list[SearchTrial]:
-    """Hyperband: every row that has just finished a rung below its last goes on (returned:
-    its next rung's job is to be created) or is pruned; in trial order, each decided with
-    the rows before it decided."""
-    promoted = []
-    for index in range(len(rows)):
-        if _just_finished_rung(rows[index]):
-            rows[index] = _decide(spec, rows[index], rows, _epochs_left(spec, rows))
-            if rows[index].state == "Pending":
-                promoted.append(rows[index])
-    return promoted
+def _promote(spec: SearchSpec, rows: list[SearchTrial], *, closing: bool) -> SearchTrial | None:
+    """Hyperband: the first waiting row that may go on and whose next rung fits
+    budget.maxEpochs, gone on to that rung (Pending; its job is to be created)."""
+    ladder, left = rung_epochs(spec), _epochs_left(spec, rows)
+    for row in promotable(spec, rows, closing=closing):
+        assert row.epochs is not None  # a Paused row finished a rung of these epochs
+        following = ladder[row.rung + 1]
+        if left is not None and following - row.epochs > left:
+            continue
+        promoted = row.model_copy(
+            update={"state": "Pending", "rung": row.rung + 1, "epochs": following, "message": None}
+        )
+        rows[rows.index(row)] = promoted
+        return promoted
+    return None
+
+
+def _prune_waiting(spec: SearchSpec, rows: list[SearchTrial], spent: str | None) -> None:
+    """The search has ended: every waiting row is pruned, with why it did not go on."""
+    stopped = {row.name for row in promotable(spec, rows, closing=True)}
+    for index, row in enumerate(rows):
+        if row.state != WAITING:
+            continue
+        if row.name in stopped:  # it could go on, but its next rung did not fit
+            why = spent or "budget.maxEpochs is spent"
+            message = f"stopped after {row.epochs} epochs: {why}"
+        else:
+            message = (
+                f"pruned after {row.epochs} epochs: not among the best "
+                f"1/{spec.algorithm.eta} of the trials there"
+            )
+        rows[index] = row.model_copy(update={"state": "Pruned", "message": message})
 
 
 def _committed_epochs(row: SearchTrial) -> int:
@@ -230,16 +242,17 @@ def plan_search(
                 create.append(row)  # recorded, but its training job is not (or no longer) there
     hyperband = spec.algorithm.name == "hyperband"
     if hyperband:
-        create.extend(_halve(spec, rows))
+        rows = [_record_rung(spec, row) if _just_finished_rung(row) else row for row in rows]
     budget = spec.budget
     gpu_hours = round(sum(row.gpu_hours or 0.0 for row in rows), 6)
     out_of_hours = budget.max_gpu_hours is not None and gpu_hours >= budget.max_gpu_hours
     exhausted = out_of_epochs = False
-    while (
-        len(rows) < budget.max_trials
-        and sum(row.state in ACTIVE for row in rows) < budget.parallel_trials
-        and not out_of_hours
-    ):
+    while sum(row.state in ACTIVE for row in rows) < budget.parallel_trials and not out_of_hours:
+        if hyperband and (promoted := _promote(spec, rows, closing=False)) is not None:
+            create.append(promoted)
+            continue
+        if len(rows) >= budget.max_trials:
+            break
         number = len(rows)
         rung = start_rung(spec, number) if hyperband else 0
         epochs = rung_epochs(spec)[rung] if hyperband else trial_epochs(spec)
@@ -260,12 +273,21 @@ def plan_search(
         )
         rows.append(row)
         create.append(row)
+    closing = hyperband and not out_of_hours and not any(row.state in ACTIVE for row in rows)
+    while closing and sum(row.state in ACTIVE for row in rows) < budget.parallel_trials:
+        # No trial will start or finish: the best waiting trial of each rung may go on.
+        if (promoted := _promote(spec, rows, closing=True)) is None:
+            break
+        create.append(promoted)
     best = best_trial(rows)
     active = sum(row.state in ACTIVE for row in rows)
     spent = "the GPU-hour budget is spent" if out_of_hours else None
     if out_of_epochs:
         spent = "budget.maxEpochs is spent"
     finished = active == 0 and (len(rows) >= budget.max_trials or exhausted or spent is not None)
+    if finished and hyperband:
+        _prune_waiting(spec, rows, spent)
+        best = best_trial(rows)
     phase, reason, message = _phase(rows, best, finished, spent)
     book = ConditionBook(list(previous.conditions), meta.generation, now)
     book.put("Succeeded", "True" if phase == "Succeeded" else "False", reason, message)
@@ -310,7 +332,9 @@ def _phase(
     active = sum(row.state in ACTIVE for row in rows)
     if not finished:
         lead = f"; best so far {best.name}" if best else ""
-        progress = f"{completed} of {len(rows)} trials completed, {active} running{lead}"
+        waiting = sum(row.state == WAITING for row in rows)
+        paused = f", {waiting} waiting for their rung" if waiting else ""
+        progress = f"{completed} of {len(rows)} trials completed, {active} running{paused}{lead}"
         return "Running", "Searching", progress
     why = spent or "every trial has finished"
     if best is not None:
@@ -326,6 +350,18 @@ def _phase(
             "Failed",
             "AllTrialsFailed",
             f"{why} and none completed; {failed[0].name}: {failed[0].message}",
+        )
+    pruned = [row for row in rows if row.state == "Pruned"]
+    if completed == 0 and pruned:
+        # The one the budget stopped says more than one ranked out.
+        shown = next(
+            (row for row in pruned if (row.message or "").startswith("stopped")), pruned[0]
+        )
+        return (
+            "Failed",
+            "NoTrialTrainedInFull",
+            f"{why} and no trial trained its full epochs ({len(pruned)} pruned; "
+            f"{shown.name}: {shown.message}): raise budget.maxEpochs or maxTrials",
         )
     infeasible = next((row for row in rows if row.state == "Completed" and not row.feasible), None)
     detail = f"; {infeasible.name}: {infeasible.message}" if infeasible else ""

@@ -119,8 +119,9 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
             study.tell(asked, values)
         elif row.state == "Failed":
             study.tell(asked, state=TrialState.FAIL)
-        elif row.state == "Pruned":
-            # TPE ranks a pruned trial by its last rung: constraints are needed for it too.
+        elif row.state in ("Pruned", "Paused"):
+            # TPE ranks a pruned trial by its last rung: constraints are needed for it too. A
+            # trial waiting at a rung is, for now, one stopped there.
             asked.set_user_attr(CONSTRAINTS_ATTR, constraint_values(spec, row.metrics))
             study.tell(asked, state=TrialState.PRUNED)
         # Pending and Running trials stay RUNNING: TPE's constant liar counts them.
