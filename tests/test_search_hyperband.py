@@ -288,15 +288,17 @@ def test_a_search_that_ends_prunes_the_trials_still_waiting() -> None:
     )
 
 
-def test_a_trial_that_finishes_its_last_rung_completes_and_can_be_best() -> None:
-    row = SearchTrial(
-        name="mnist-search-000",
-        number=0,
-        rung=2,
-        epochs=9,
-        state="Running",
-        rungs=[{"epochs": 1, "accuracy": 0.9}, {"epochs": 3, "accuracy": 0.95}],
+def _trial_zero_running(rung: int, epochs: int, finished: list[float]) -> SearchTrial:
+    """Trial 0, running its rung `rung` (to `epochs`) after finishing the rungs of 1, 3, ...
+    epochs at the accuracies `finished`."""
+    rungs = [TrialRung(epochs=e, accuracy=a) for e, a in zip([1, 3], finished, strict=False)]
+    return SearchTrial(
+        name="mnist-search-000", number=0, rung=rung, epochs=epochs, state="Running", rungs=rungs
     )
+
+
+def test_a_trial_that_finishes_its_last_rung_completes_and_can_be_best() -> None:
+    row = _trial_zero_running(rung=2, epochs=9, finished=[0.9, 0.95])
     search = _search({"budget": {"maxTrials": 1, "parallelTrials": 1}}, _table(row))
     plan = _plan(search, {"mnist-search-000-r2": _done(0.98)})
     status = plan.status
@@ -480,14 +482,7 @@ def test_the_epoch_budget_counts_what_trials_train_and_are_training_toward() -> 
 def test_a_trial_that_would_go_on_past_the_epoch_budget_stops() -> None:
     """maxEpochs 9: trial 0 at 3 epochs and trial 1 at 1 commit 4; going on to 9 needs 6."""
     search = _search({"budget": {"maxTrials": 2, "parallelTrials": 1, "maxEpochs": 9}})
-    row = SearchTrial(
-        name="mnist-search-000",
-        number=0,
-        rung=1,
-        epochs=3,
-        state="Running",
-        rungs=[TrialRung(epochs=1, accuracy=0.9)],
-    )
+    row = _trial_zero_running(rung=1, epochs=3, finished=[0.9])
     status = _plan(
         search.model_copy(update={"status": _table(row, _at_first_rung(1, 0.5))}),
         {"mnist-search-000-r1": _done(0.95)},
