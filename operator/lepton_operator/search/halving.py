@@ -24,6 +24,7 @@ from lepton_operator.api.search import SearchSpec, SearchTrial
 from lepton_operator.builders.names import dns_label
 from lepton_operator.search.space import capped_epochs
 
+WAITING = "Paused"  # the state of a trial that finished a rung and may go on
 _SHORTENED_MAX = 63  # as trial names: a name past the object-name limit becomes a DNS label
 
 
@@ -103,7 +104,7 @@ def promotable(
             found.extend(
                 (rung, accuracy, row.number, row)
                 for accuracy, row in ranked[:keep]
-                if row.state == "Paused" and row.rung == rung
+                if row.state == WAITING and row.rung == rung
             )
     found.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
     return [entry[3] for entry in found]

@@ -24,6 +24,7 @@ from lepton_operator.api.search import (
 from lepton_operator.api.training import TrainingResults
 from lepton_operator.builders.search import trial_name, trial_output_uri
 from lepton_operator.search.halving import (
+    WAITING,
     job_name,
     promotable,
     rung_epochs,
@@ -36,7 +37,6 @@ from lepton_operator.status import ConditionBook, clipped
 Propose = Callable[[Sequence[SearchTrial], int], Params | None]
 Front = Callable[[Sequence[SearchTrial]], list[str]]
 ACTIVE = ("Pending", "Running")
-WAITING = "Paused"  # hyperband: finished a rung, may go on
 FINISHED = ("Completed", "Pruned", "Failed")
 SECONDS_PER_HOUR = 3600.0
 
