@@ -20,6 +20,7 @@ from lepton_runtime.contract import (
     CheckpointSpec,
     DatasetSpec,
     Hyperparameters,
+    LeptonNetSpec,
     MLPSpec,
     RuntimeOptions,
     TrainConfig,
@@ -28,6 +29,7 @@ from lepton_runtime.contract import (
 from lepton_runtime.errors import JobError
 from lepton_runtime.export.artifacts import load_float_model, load_scripted, read_card
 from lepton_runtime.serve.local import free_port
+from lepton_runtime.train.loop import step_seeds
 from lepton_runtime.train.measure import latency_ms
 from lepton_runtime.train.progress import Progress
 from lepton_runtime.train.runner import weights_size
@@ -141,19 +143,21 @@ def test_a_model_over_max_parameters_fails_before_training(mnist_uri: str, tmp_p
     assert not (tmp_path / "model").exists()  # nothing trained, nothing written
 
 
-def test_a_run_continued_on_one_schedule_matches_a_run_in_one_go(
+def test_a_run_continued_on_one_schedule_is_the_run_in_one_go(
     mnist_uri: str, tmp_path: Path
 ) -> None:
     """What a search's successive halving relies on: epoch 1 of a 2-epoch schedule, resumed
-    for epoch 2, trains as one 2-epoch run does (the same losses, the same model)."""
-    dataset = DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100)
+    for epoch 2, trains exactly as one 2-epoch run does: the same losses, bit for bit the same
+    weights. LeptonNet's dropout and the augmentation draw random numbers at every step; a
+    resumed run that drew them from its seed again would train on other masks (it did)."""
+    dataset = DatasetSpec(uri=mnist_uri, train_limit=256, test_limit=100, augment=True)
 
     def run(name: str, epochs: int, schedule_epochs: int | None) -> TrainSummary:
         return train.run(
             tiny_train_config(
                 mnist_uri,
                 tmp_path / name,
-                model=MLPSpec(hidden_sizes=[32]),
+                model=LeptonNetSpec(width_multiplier=0.25, stages=2, dropout=0.5),
                 dataset=dataset,
                 checkpoint=CheckpointSpec(dir=str(tmp_path / name / "ckpt"), every_steps=5),
                 hyperparameters=Hyperparameters(
@@ -162,15 +166,34 @@ def test_a_run_continued_on_one_schedule_matches_a_run_in_one_go(
             )
         )
 
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        model, _ = load_float_model("file://" + str(tmp_path / name / "model"))
+        return model.state_dict()
+
     whole = run("whole", 2, None)
     run("rungs", 1, 2)
     continued = run("rungs", 2, 2)
     assert continued.resumed_from_step == 8
-    assert continued.loss_history == pytest.approx(whole.loss_history, rel=1e-5)
-    assert continued.accuracy == pytest.approx(whole.accuracy, abs=1e-9)
+    assert continued.loss_history == whole.loss_history
+    assert continued.accuracy == whole.accuracy
+    resumed, in_one_go = weights("rungs"), weights("whole")
+    assert resumed.keys() == in_one_go.keys()
+    assert all(torch.equal(resumed[key], in_one_go[key]) for key in in_one_go)
     # Without the longer schedule the first epoch decays to zero and the runs differ.
     first_alone = run("alone", 1, None)
     assert first_alone.loss_history[0] != pytest.approx(whole.loss_history[0], rel=1e-5)
+
+
+def test_every_step_draws_from_its_own_streams() -> None:
+    """The seeds of a step depend on (seed, step, rank) only, and differ between the
+    augmentation and the modules, between steps, ranks and seeds."""
+    assert step_seeds(0, 7, 0) == step_seeds(0, 7, 0)
+    seeds = {
+        stream
+        for key in [(0, 7, 0), (0, 8, 0), (0, 7, 1), (1, 7, 0)]
+        for stream in step_seeds(*key)
+    }
+    assert len(seeds) == 8
 
 
 def test_killed_worker_resumes_losing_at_most_n_steps(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -30,6 +31,19 @@ def shard_batches(
     for index in range(skip, batches):
         chunk = mine[index * batch_size : (index + 1) * batch_size]
         yield split.images[chunk], split.labels[chunk]
+
+
+def step_seeds(seed: int, step: int, rank: int) -> tuple[int, int]:
+    """Two independent seeds for one optimiser step of one rank: (augmentation, modules).
+
+    Every random draw of a step (augmentation, dropout) comes from streams that depend only on
+    (seed, step, rank), not on the draws before it, so a run resumed from a checkpoint at any
+    step draws exactly what the uninterrupted run would have: a hyperband rung that continues
+    a trial ends where one job of all its epochs ends. NumPy's SeedSequence mixes the key into
+    well-separated seeds.
+    """
+    augmentation, modules = np.random.SeedSequence([seed, step, rank]).generate_state(2)
+    return int(augmentation), int(modules)
 
 
 def batches_per_epoch(samples: int, batch_size: int, world_size: int) -> int:

@@ -32,6 +32,7 @@ from lepton_runtime.train.loop import (
     batches_per_epoch,
     evaluate,
     shard_batches,
+    step_seeds,
     train_step,
 )
 from lepton_runtime.train.measure import count_parameters, latency_ms
@@ -145,7 +146,6 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
             started = time.perf_counter()
             epoch_samples = 0
             losses: list[float] = []
-            generator = torch.Generator().manual_seed(hp.seed * 7919 + state.epoch * 31 + ctx.rank)
             batches = shard_batches(
                 train_split,
                 hp.batch_size,
@@ -155,7 +155,13 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
                 skip=state.batch_in_epoch,
             )
             for images, labels in batches:
-                inputs = augment(images, generator) if config.dataset.augment else images
+                augmentation_seed, modules_seed = step_seeds(hp.seed, state.step, ctx.rank)
+                torch.manual_seed(modules_seed)  # dropout's masks
+                inputs = (
+                    augment(images, torch.Generator().manual_seed(augmentation_seed))
+                    if config.dataset.augment
+                    else images
+                )
                 loss = train_step(
                     net,
                     optimizer,
