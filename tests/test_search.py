@@ -170,8 +170,34 @@ def test_tpe_replays_failed_and_running_trials() -> None:
         SearchTrial(name="s-002", number=2, params=_completed(0, 0).params, state="Running"),
     ]
     study = sampler.replay(spec, table)
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "FAIL", "RUNNING"]
+    # A failed trial is the worst outcome, not left out (TPE ignores FAIL trials).
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "PRUNED", "RUNNING"]
     assert sampler.propose(spec, table, 3) is not None
+
+
+@pytest.mark.parametrize("objective", [{}, {"maxParameters": 100_000}])
+def test_tpe_stops_proposing_the_region_where_trials_fail(objective: dict[str, Any]) -> None:
+    """Every gelu trial failed (over a limit, say), every relu one completed. Told FAIL, the
+    failures were invisible to TPE and it proposed gelu 40 times out of 40; told as the worst
+    outcome, it proposes relu."""
+    spec = _search({"algorithm": {"name": "tpe"}, "objective": objective}).spec
+    table: list[SearchTrial] = []
+    for number in range(20):
+        params = {
+            "model.parameters.widthMultiplier": str(0.25 + 0.03 * number),
+            "model.parameters.activation": "gelu" if number % 2 else "relu",
+            "hyperparameters.learningRate": str(1e-3 * (1 + number % 5)),
+        }
+        if number % 2:
+            table.append(
+                SearchTrial(name=f"s-{number:03d}", number=number, params=params, state="Failed")
+            )
+        else:
+            completed = _completed(number, 0.9 + 0.004 * number, parameters=50_000)
+            table.append(completed.model_copy(update={"params": params}))
+    proposals = [sampler.propose(spec, table, number) for number in range(20, 40)]
+    gelu = [p for p in proposals if p is not None and p["model.parameters.activation"] == "gelu"]
+    assert len(gelu) <= 4, f"{len(gelu)} of 20 proposals in the failing region"
 
 
 def test_the_pareto_front_is_the_feasible_trials_nothing_beats() -> None:

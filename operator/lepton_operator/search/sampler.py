@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -108,17 +109,15 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
     for row in sorted(trials, key=lambda row: row.number):
         study.enqueue_trial(parse_params(spec.space, row.params), skip_if_exists=False)
         asked = study.ask(distributions)
+        values = objective_values(spec, row.metrics) if row.state == "Completed" else None
+        if row.state == "Failed" or (row.state == "Completed" and values is None):
+            _tell_worst(spec, study, asked)
+            continue
         if len(directions) == 1:  # Optuna keeps intermediate values for one objective only
             _report_rungs(asked, row)
-        if row.state == "Completed":
-            values = objective_values(spec, row.metrics)
-            if values is None:
-                study.tell(asked, state=TrialState.FAIL)
-                continue
+        if values is not None:
             asked.set_user_attr(CONSTRAINTS_ATTR, constraint_values(spec, row.metrics))
             study.tell(asked, values)
-        elif row.state == "Failed":
-            study.tell(asked, state=TrialState.FAIL)
         elif row.state in ("Pruned", "Paused"):
             # TPE ranks a pruned trial by its last rung: constraints are needed for it too. A
             # trial waiting at a rung is, for now, one stopped there.
@@ -126,6 +125,18 @@ def replay(spec: SearchSpec, trials: Sequence[SearchTrial], seed: int = 0) -> op
             study.tell(asked, state=TrialState.PRUNED)
         # Pending and Running trials stay RUNNING: TPE's constant liar counts them.
     return study
+
+
+def _tell_worst(spec: SearchSpec, study: optuna.Study, trial: optuna.Trial) -> None:
+    """A trial that failed, or measured nothing, as the worst outcome: pruned before any rung
+    and over every limit by more than any measured trial.
+
+    Told FAIL instead, TPE leaves it out of its model and goes on proposing the region it
+    failed in: a hyperband search whose space lay mostly over maxParameters failed 60 trials
+    in a row, each the same network, until maxTrials stopped it.
+    """
+    trial.set_user_attr(CONSTRAINTS_ATTR, [math.inf] * len(constraint_values(spec, None)))
+    study.tell(trial, state=TrialState.PRUNED)
 
 
 def _report_rungs(trial: optuna.Trial, row: SearchTrial) -> None:
