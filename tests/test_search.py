@@ -178,7 +178,7 @@ def test_tpe_replays_failed_and_running_trials() -> None:
 @pytest.mark.parametrize("objective", [{}, {"maxParameters": 100_000}])
 def test_tpe_stops_proposing_the_region_where_trials_fail(objective: dict[str, Any]) -> None:
     """Every gelu trial failed (over a limit, say), every relu one completed. Told FAIL, the
-    failures were invisible to TPE and it proposed gelu 40 times out of 40; told as the worst
+    failures were invisible to TPE and it proposed gelu 20 times out of 20; told as the worst
     outcome, it proposes relu."""
     spec = _search({"algorithm": {"name": "tpe"}, "objective": objective}).spec
     table: list[SearchTrial] = []
