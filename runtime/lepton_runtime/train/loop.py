@@ -46,6 +46,15 @@ def step_seeds(seed: int, step: int, rank: int) -> tuple[int, int]:
     return int(augmentation), int(modules)
 
 
+def seed_modules(seed: int, device: torch.device) -> None:
+    """Seed the generators that modules (dropout) draw from on `device`: the CPU's, and the
+    current GPU's on CUDA. `torch.manual_seed` goes through every backend's hook as well:
+    ~80 us a call on a 2-core CPU machine, where this takes ~1 us."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
 def batches_per_epoch(samples: int, batch_size: int, world_size: int) -> int:
     """Steps per epoch for each rank (the same on every rank, so DDP stays in lockstep)."""
     per_rank = samples // world_size

@@ -31,6 +31,7 @@ from lepton_runtime.train.loop import (
     augment,
     batches_per_epoch,
     evaluate,
+    seed_modules,
     shard_batches,
     step_seeds,
     train_step,
@@ -156,7 +157,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> TrainSummary:
             )
             for images, labels in batches:
                 augmentation_seed, modules_seed = step_seeds(hp.seed, state.step, ctx.rank)
-                torch.manual_seed(modules_seed)  # dropout's masks
+                seed_modules(modules_seed, ctx.device)  # dropout's masks
                 inputs = (
                     augment(images, torch.Generator().manual_seed(augmentation_seed))
                     if config.dataset.augment
