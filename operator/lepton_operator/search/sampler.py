@@ -32,8 +32,8 @@ from lepton_operator.search.space import Params, grid_point, grid_size, int_step
 
 # Optuna announces every study it creates at INFO; a reconcile creates one each time.
 optuna.logging.set_verbosity(logging.WARNING)
-# Optuna marks TPE's constant liar and constraints experimental, and would say so on every
-# reconcile.
+# Optuna marks TPE's multivariate density, constant liar and constraints experimental, and
+# would say so on every reconcile.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 CONSTRAINTS_ATTR = "lepton.constraints"
 
@@ -88,9 +88,13 @@ def _sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     constrained = bool(constraint_values(spec, None))
     if model_based(spec):
         # Trials run in parallel: the constant liar keeps TPE from proposing again what a
-        # running trial is already trying.
+        # running trial is already trying. Multivariate: an architecture's parameters work
+        # together (width with blocks, batch size with learning rate), and one density over
+        # all of them, as BOHB's, proposes the combinations the best trials had, not each
+        # value on its own (tests/test_search.py; bench.search, docs/design-notes.md).
         return optuna.samplers.TPESampler(
             seed=seed,
+            multivariate=True,
             constant_liar=True,
             constraints_func=_constraints if constrained else None,
         )
