@@ -179,7 +179,8 @@ class SearchAlgorithm(LeptonModel):
 
     name: Algorithm = "tpe"
     """random; grid (every combination, in the order of spec.space, the last fastest); tpe
-    (tree-structured Parzen estimator, multi-objective when objective.minimize is set);
+    (multivariate tree-structured Parzen estimator: one density over all the parameters,
+    multi-objective when objective.minimize is set);
     hyperband (trials drawn by `sampler` under asynchronous successive halving: every trial trains
     minEpochs, and only the best 1/eta of those at a rung go on, from their checkpoints, to
     eta times the epochs, up to the trial's full epochs)."""
