@@ -9,7 +9,7 @@ On the 8,000/2,000 real-digit split, with one budget of training epochs for each
 - random: every trial trains the full epochs. hyperband: asynchronous successive halving
   (eta 2: rungs of 1, 2, 4 epochs for 4-epoch trials); a trial waits at a rung until it is
   among the best half of those that finished it, and then resumes from its checkpoint, so
-  its first epochs are not trained again. Its trials are drawn by TPE, which
+  its first epochs are not trained again. Its trials are drawn by multivariate TPE, which
   learns from every finished rung (BOHB's idea); its first ten are random search's first ten.
 - best: the most accurate trial of either search under objective.maxParameters, a quarter of
   the stock network's parameters.
