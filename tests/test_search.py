@@ -214,11 +214,8 @@ def test_tpe_proposes_the_combinations_the_best_trials_had() -> None:
         }
         completed = _completed(number, 0.98 if wide == gelu else 0.90)
         table.append(completed.model_copy(update={"params": params}))
-    proposals = [
-        sampler.propose(_search({"algorithm": {"name": "tpe", "seed": seed}}).spec, table, number)
-        for seed in range(3)
-        for number in range(20, 40)
-    ]
+    specs = [_search({"algorithm": {"name": "tpe", "seed": seed}}).spec for seed in range(3)]
+    proposals = [sampler.propose(spec, table, number) for spec in specs for number in range(20, 40)]
     bad = [
         p
         for p in proposals
